@@ -1,0 +1,39 @@
+"""Datasets and transforms built from a config's ``data`` section."""
+from __future__ import annotations
+
+from torch.utils.data import Subset
+
+from .datasets import build_dataset
+from .transforms import eval_transform, ssl_views
+
+
+def ssl_train_dataset(data_cfg):
+    """The pretraining set: every item is (list of ``num_views`` augmented views, label)."""
+    a = data_cfg.augment
+    views = ssl_views(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std,
+                      min_scale=a.min_scale, cj_prob=a.cj_prob, cj_strength=a.cj_strength,
+                      random_gray_scale=a.random_gray_scale, gaussian_blur=a.gaussian_blur, hf_prob=a.hf_prob)
+    dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, views, data_cfg.root, data_cfg.download)
+    return first(dataset, data_cfg.train_subset)
+
+
+def eval_dataset(data_cfg, split: str, subset=None):
+    """A split with the deterministic eval transform (for probes and validation)."""
+    transform = eval_transform(data_cfg.image_size, data_cfg.mean, data_cfg.std, data_cfg.resize_for_eval)
+    dataset = build_dataset(data_cfg.dataset, split, transform, data_cfg.root, data_cfg.download)
+    return first(dataset, subset)
+
+
+def first(dataset, n):
+    """The first ``n`` items (all when n is None): quick runs stay reproducible."""
+    return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
+
+
+def num_classes(dataset) -> int:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return len(dataset.classes)
+
+
+__all__ = ["build_dataset", "eval_dataset", "eval_transform", "first", "num_classes",
+           "ssl_train_dataset", "ssl_views"]

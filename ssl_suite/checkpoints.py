@@ -1,0 +1,54 @@
+"""Backbone weights in and out: Lightning checkpoints, safetensors exports, never code-running pickles."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+BACKBONE_PREFIX = "backbone."
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Backbone tensors from a Lightning checkpoint (.ckpt: keys under ``backbone.``), a
+    safetensors file, or a plain state dict; loaded with ``weights_only=True`` or safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot load checkpoint {path} safely (weights only): {str(err).splitlines()[0]}") from None
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds no state dict")
+    if any(k.startswith(BACKBONE_PREFIX) for k in state):
+        state = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
+    return state
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load strictly; a checkpoint of another architecture names the mismatch in one line."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (first: {shapes[0]})")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
+        raise UserError(f"checkpoint {path} does not fit model {type(model).__name__}"
+                        f" ({getattr(model, 'default_cfg', {}).get('architecture', '?')}): {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
+    return model

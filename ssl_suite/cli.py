@@ -1,0 +1,54 @@
+"""``ssl-suite pretrain | eval``: thin argument parsing over train.py and evaluate.py.
+
+Mistakes a user can fix (missing data, unknown config keys, mismatched checkpoints) print one
+line and exit with status 2, never a deep stack trace.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ssl-suite", description="Self-supervised ViTs with sigmoid attention.")
+    sub = p.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("pretrain", help="pretrain a backbone from a config")
+    pre.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
+    pre.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3")
+    pre.add_argument("--resume", nargs="?", const="last", default=None,
+                     help="resume from output_dir/checkpoints/last.ckpt, or from the given checkpoint")
+    ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init")
+    ev.add_argument("probe", choices=["linear", "knn", "all"])
+    ev.add_argument("config")
+    ev.add_argument("overrides", nargs="*")
+    ev.add_argument("--checkpoint", help="Lightning .ckpt or .safetensors (default: the run's last.ckpt)")
+    ev.add_argument("--no-baseline", action="store_true", help="skip the random-init backbone")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        from .config import load_config
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "pretrain":
+            from .train import pretrain
+            path = pretrain(cfg, resume=args.resume)
+            print(f"last checkpoint: {path}")
+        else:
+            from .evaluate import PROBES, evaluate, markdown_table
+            from .train import checkpoint_dir
+            checkpoint = args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
+            probes = PROBES if args.probe == "all" else (args.probe,)
+            rows = evaluate(cfg, checkpoint, probes, baseline=not args.no_baseline)
+            print(markdown_table(rows, cfg))
+    except UserError as err:
+        print(f"ssl-suite: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

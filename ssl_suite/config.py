@@ -1,0 +1,182 @@
+"""Typed configs: dataclasses are the schema, YAML files hold values, dotted overrides on the CLI.
+
+    cfg = load_config("configs/demo.yaml", ["trainer.max_epochs=3", "method.temperature=0.2"])
+
+OmegaConf's structured configs check types; unknown keys and bad values become one-line
+``UserError``s naming the key and the valid choices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from .errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "vit_nano_patch7_28_sigmoid"  # any timm name; ssl_suite registers *_sigmoid ones
+    attention: str = "sigmoid"  # sigmoid | softmax
+    sigmoid_bias: Optional[float] = None  # None: -log(n_keys) at run time
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    min_scale: float = 0.08
+    cj_prob: float = 0.8
+    cj_strength: float = 1.0
+    random_gray_scale: float = 0.2
+    gaussian_blur: float = 0.5
+    hf_prob: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"  # fashion_mnist | imagefolder
+    root: Optional[str] = None
+    download: bool = False
+    train_split: str = "train"
+    eval_split: str = "test"
+    image_size: int = 28
+    mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    resize_for_eval: bool = False  # ImageNet: resize + centre crop
+    batch_size: int = 256  # per device
+    num_workers: int = 2
+    num_views: int = 2
+    train_subset: Optional[int] = None  # first N training images (quick runs)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class MethodConfig:
+    name: str = "simclr"
+    temperature: float = 0.1
+    proj_hidden_dim: int = 512
+    proj_output_dim: int = 128
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd | lars
+    lr: float = 1e-3  # at base_batch_size; scaled to the effective batch by the optimizer's rule
+    base_batch_size: int = 256
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9  # sgd / lars
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: Optional[float] = None
+    log_every_n_steps: int = 20
+    limit_train_batches: Any = 1.0
+    checkpoint_every_n_epochs: int = 1
+    deterministic: bool = False
+
+
+@dataclass
+class EvalConfig:
+    pooling: str = "cls"  # cls | avg
+    batch_size: int = 512
+    train_subset: Optional[int] = None  # probe on the first N training images
+    linear_epochs: int = 30
+    linear_lr: float = 0.1
+    linear_batch_size: int = 1024
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/default"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES = {
+    "model.attention": ("sigmoid", "softmax"),
+    "data.dataset": ("fashion_mnist", "imagefolder"),
+    "method.name": ("simclr",),
+    "optim.name": ("adamw", "sgd", "lars"),
+    "eval.pooling": ("cls", "avg"),
+}
+POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
+            "trainer.accumulate_grad_batches", "eval.batch_size", "eval.knn_k")
+
+
+def _valid_keys(schema: Any, dotted: str) -> list[str]:
+    node = schema
+    for part in [p for p in dotted.split(".")[:-1] if p]:
+        if not isinstance(node, DictConfig) or part not in node:
+            break
+        node = node[part]
+    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _merge(schema: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(schema, other)
+    except ConfigKeyError as err:
+        key = err.full_key or str(err.key)
+        raise UserError(f"{source}: unknown config key '{key}'; valid keys here: "
+                        f"{', '.join(_valid_keys(schema, key))}") from None
+    except OmegaConfBaseException as err:
+        msg = str(err).splitlines()[0]
+        raise UserError(f"{source}: bad value for '{err.full_key}': {msg}") from None
+
+
+def validate(cfg: DictConfig) -> None:
+    for key, choices in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in choices:
+            raise UserError(f"config {key}={value!r}: expected one of {', '.join(choices)}")
+    for key in POSITIVE:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise UserError(f"config {key} must be positive, got {OmegaConf.select(cfg, key)}")
+    if cfg.data.num_views < 2:
+        raise UserError(f"config data.num_views must be at least 2, got {cfg.data.num_views}")
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> DictConfig:
+    """Schema defaults <- YAML file <- ``key=value`` overrides; validated."""
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            cfg = _merge(cfg, OmegaConf.load(path), str(path))
+        except UserError:
+            raise
+        except Exception as err:  # YAML syntax
+            raise UserError(f"{path}: cannot parse YAML: {str(err).splitlines()[0]}") from None
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise UserError(f"override {bad[0]!r} is not of the form key=value")
+        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)), "command line")
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)

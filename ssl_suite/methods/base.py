@@ -1,0 +1,90 @@
+"""What every SSL method shares: the backbone, an online linear probe, optimizer and schedule.
+
+A method subclasses ``SSLMethod`` and writes ``training_step``; everything a Trainer needs
+(param groups, learning-rate scaling by the effective batch, warm-up + cosine schedule counted
+in epochs) lives here once.
+"""
+from __future__ import annotations
+
+import timm
+import torch
+import pytorch_lightning as pl
+from lightly.utils.benchmarking import OnlineLinearClassifier
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import CosineWarmupScheduler
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
+
+from .. import scaling
+
+
+def build_backbone(model_cfg: DictConfig) -> nn.Module:
+    """A headless timm ViT (``num_classes=0``: forward returns the pooled class token)."""
+    kwargs = dict(num_classes=0, drop_path_rate=model_cfg.drop_path_rate)
+    if model_cfg.name.endswith("_sigmoid"):
+        kwargs.update(attention=model_cfg.attention, sigmoid_bias=model_cfg.sigmoid_bias)
+    try:
+        return timm.create_model(model_cfg.name, pretrained=False, **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            from ..errors import UserError
+            raise UserError(f"model.name={model_cfg.name!r} is not a timm model; sigmoid ViTs: "
+                            f"{', '.join(ssl_suite.models.MODEL_NAMES)}") from None
+        raise
+
+
+class SSLMethod(pl.LightningModule):
+    def __init__(self, cfg: DictConfig, num_classes: int) -> None:
+        super().__init__()
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True),
+                                   "num_classes": num_classes})
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.model)
+        self.online_classifier = OnlineLinearClassifier(self.backbone.num_features, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(images)
+
+    def online_probe(self, features: Tensor, targets: Tensor, batch_idx: int) -> Tensor:
+        """Train the monitoring probe on detached features; returns its loss to add to the SSL loss."""
+        loss, logs = self.online_classifier.training_step((features.detach(), targets), batch_idx)
+        self.log_dict(logs, sync_dist=True, batch_size=len(targets))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, targets = batch
+        _, logs = self.online_classifier.validation_step((self.backbone(images), targets), batch_idx)
+        self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(targets))
+
+    # -- optimisation -------------------------------------------------------------------------
+    def effective_batch_size(self) -> int:
+        t = self.trainer
+        return self.cfg.data.batch_size * t.world_size * t.accumulate_grad_batches
+
+    def configure_optimizers(self):
+        opt = self.cfg.optim
+        k = scaling.kappa(self.effective_batch_size(), opt.base_batch_size)
+        lr = scaling.scaled_lr(opt.lr, opt.name, k)
+        # No weight decay on biases, norms, tokens, or the online probe (standard ViT practice).
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            skip = p.ndim <= 1 or name.startswith("online_classifier") or "token" in name or "pos_embed" in name
+            (no_decay if skip else decay).append(p)
+        groups = [{"params": decay, "weight_decay": opt.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if opt.name == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=lr)
+        elif opt.name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=opt.momentum)
+        else:
+            optimizer = LARS(groups, lr=lr, momentum=opt.momentum)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
+        warmup = min(total - 1, int(opt.warmup_epochs * steps_per_epoch))
+        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total)
+        self.print(f"[scaling] effective batch {self.effective_batch_size()} = kappa {k:g} x base "
+                   f"{opt.base_batch_size}; {opt.name} lr {opt.lr:g} -> {lr:g}; warm-up {warmup} of {total} steps")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

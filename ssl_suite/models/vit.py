@@ -1,0 +1,74 @@
+"""Sigmoid-attention ViTs registered under timm names (``timm.create_model`` finds them).
+
+Each name is timm's ``VisionTransformer`` with ``attn_layer=SigmoidAttention``, QK-norm and
+LayerScale on (the sigmoid-attention paper's stabilisers), so the state dict is a stock timm
+ViT's: ``VisionTransformer(qk_norm=True, init_values=...)`` of the same shape loads it strictly.
+``attention="softmax"`` builds the identical network with softmax attention, for comparisons.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from .attention import SigmoidAttention, set_attention
+
+LAYER_SCALE_INIT = 1e-4
+WIDTHS = {  # embed_dim, depth, heads
+    "nano": (128, 6, 4),
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+# (width, patch, image size): ImageNet-scale models and small-image variants for 28-32 px data.
+VARIANTS = [
+    ("tiny", 16, 224), ("small", 16, 224), ("base", 16, 224),
+    ("nano", 7, 28), ("nano", 4, 28), ("tiny", 4, 28), ("small", 4, 28),
+    ("nano", 4, 32), ("tiny", 4, 32), ("small", 4, 32),
+]
+
+
+def variant_name(width: str, patch: int, img_size: int) -> str:
+    return f"vit_{width}_patch{patch}_{img_size}_sigmoid"
+
+
+def create_sigmoid_vit(variant: str, pretrained: bool = False, attention: str = "sigmoid",
+                       sigmoid_bias: Optional[float] = None, **kwargs) -> VisionTransformer:
+    model = build_model_with_cfg(
+        VisionTransformer, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+        attn_layer=SigmoidAttention, **kwargs)
+    return set_attention(model, attention, sigmoid_bias)
+
+
+def _cfg(img_size: int) -> dict:
+    # No URL: weights come from a local file, e.g. pretrained_cfg_overlay=dict(file="backbone.safetensors").
+    small = img_size <= 32
+    return dict(url="", num_classes=1000 if not small else 10, input_size=(3, img_size, img_size),
+                mean=(0.5, 0.5, 0.5) if small else (0.485, 0.456, 0.406),
+                std=(0.5, 0.5, 0.5) if small else (0.229, 0.224, 0.225), license="apache-2.0")
+
+
+default_cfgs = generate_default_cfgs({variant_name(*v): _cfg(v[2]) for v in VARIANTS})
+
+
+def _entrypoint(width: str, patch: int, img_size: int):
+    embed_dim, depth, num_heads = WIDTHS[width]
+    name = variant_name(width, patch, img_size)
+
+    def build(pretrained: bool = False, **kwargs) -> VisionTransformer:
+        args = dict(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth,
+                    num_heads=num_heads, qk_norm=True, init_values=LAYER_SCALE_INIT)
+        return create_sigmoid_vit(name, pretrained=pretrained, **{**args, **kwargs})
+
+    build.__name__ = build.__qualname__ = name
+    build.__module__ = __name__
+    build.__doc__ = f"ViT-{width} /{patch} at {img_size}px, sigmoid attention, QK-norm, LayerScale."
+    return build
+
+
+MODEL_NAMES = []
+for _v in VARIANTS:
+    _fn = register_model(_entrypoint(*_v))
+    globals()[_fn.__name__] = _fn
+    MODEL_NAMES.append(_fn.__name__)

@@ -1,0 +1,81 @@
+"""Pretraining: config -> data + method -> Lightning Trainer -> checkpoints in ``output_dir``.
+
+Lightning does the loop, devices (DDP via ``trainer.devices``/``num_nodes``/``strategy``),
+precision, logging (TensorBoard) and checkpoints (``last.ckpt`` plus one every
+``trainer.checkpoint_every_n_epochs``); nothing here re-implements those.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from .config import to_yaml
+from .data import eval_dataset, num_classes, ssl_train_dataset
+from .errors import UserError
+from .methods import build_method
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.output_dir) / "checkpoints"
+
+
+def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
+    t = cfg.trainer
+    out = Path(cfg.output_dir)
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="epoch{epoch:03d}", auto_insert_metric_name=False,
+                        save_last=True, save_top_k=-1, every_n_epochs=t.checkpoint_every_n_epochs),
+        LearningRateMonitor(logging_interval="step"),
+        TQDMProgressBar(refresh_rate=10),
+    ]
+    kwargs = dict(
+        default_root_dir=str(out), max_epochs=t.max_epochs, max_steps=t.max_steps,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches, deterministic=t.deterministic,
+        logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
+        callbacks=callbacks, enable_model_summary=False,
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def resume_path(cfg: DictConfig, resume: Optional[str]) -> Optional[str]:
+    """``--resume`` alone means this run's last.ckpt; a path means that checkpoint."""
+    if resume is None:
+        return None
+    path = checkpoint_dir(cfg) / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        raise UserError(f"cannot resume: checkpoint {path} does not exist")
+    return str(path)
+
+
+def loader(dataset, cfg: DictConfig, train: bool) -> DataLoader:
+    d = cfg.data
+    return DataLoader(dataset, batch_size=d.batch_size, shuffle=train, drop_last=train,
+                      num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
+                      pin_memory=False)
+
+
+def pretrain(cfg: DictConfig, resume: Optional[str] = None, **trainer_overrides) -> Path:
+    """Train ``cfg.method`` and return the path of the last checkpoint."""
+    ckpt = resume_path(cfg, resume)
+    pl.seed_everything(cfg.seed, workers=True)
+    train_set = ssl_train_dataset(cfg.data)
+    val_set = eval_dataset(cfg.data, cfg.data.eval_split)
+    if len(train_set) < cfg.data.batch_size:
+        raise UserError(f"training set has {len(train_set)} images, fewer than one batch ({cfg.data.batch_size})")
+    method = build_method(cfg, num_classes(train_set))
+    trainer = build_trainer(cfg, **trainer_overrides)
+    if trainer.is_global_zero:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))
+    trainer.fit(method, loader(train_set, cfg, True), loader(val_set, cfg, False), ckpt_path=ckpt)
+    return checkpoint_dir(cfg) / "last.ckpt"
