@@ -7,7 +7,7 @@ precision, logging (TensorBoard) and checkpoints (``last.ckpt`` plus one every
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
@@ -64,8 +64,10 @@ def loader(dataset, cfg: DictConfig, train: bool) -> DataLoader:
                       pin_memory=False)
 
 
-def pretrain(cfg: DictConfig, resume: Optional[str] = None, **trainer_overrides) -> Path:
-    """Train ``cfg.method`` and return the path of the last checkpoint."""
+def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence = (),
+             **trainer_overrides) -> Path:
+    """Train ``cfg.method`` and return the path of the last checkpoint; ``callbacks`` are
+    added to the standard ones (checkpoints, learning-rate monitor, progress bar)."""
     ckpt = resume_path(cfg, resume)
     pl.seed_everything(cfg.seed, workers=True)
     train_set = ssl_train_dataset(cfg.data)
@@ -74,6 +76,7 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, **trainer_overrides)
         raise UserError(f"training set has {len(train_set)} images, fewer than one batch ({cfg.data.batch_size})")
     method = build_method(cfg, num_classes(train_set))
     trainer = build_trainer(cfg, **trainer_overrides)
+    trainer.callbacks.extend(callbacks)
     if trainer.is_global_zero:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))

@@ -43,7 +43,8 @@ class SSLMethod(pl.LightningModule):
                                    "num_classes": num_classes})
         self.cfg = cfg
         self.backbone = build_backbone(cfg.model)
-        self.online_classifier = OnlineLinearClassifier(self.backbone.num_features, num_classes)
+        self.online_classifier = OnlineLinearClassifier(
+            self.backbone.num_features, num_classes, topk=(1, min(5, num_classes)))
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)

@@ -1,0 +1,162 @@
+"""Frozen feature extraction from a ViT backbone, with a content-addressed on-disk cache.
+
+Protocol: the backbone runs in eval mode (no dropout, no BatchNorm updates) under
+``torch.inference_mode()``; features are float32 on CPU, labels int64, in dataset order.
+Pooling (tokens come from ``forward_features``, i.e. after the final norm):
+
+- ``"cls"``: the class token (token 0).
+- ``"avg"``: the mean of the patch tokens (tokens after ``num_prefix_tokens``).
+- ``"cls_last:K"``: the class tokens of the last K blocks, each passed through ``model.norm``,
+  concatenated in block order (DINO's linear-eval variant), giving K * C features.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+POOLINGS = ("cls", "avg", "cls_last:K")
+_LAST_K = re.compile(r"cls_last:(\d+)")
+
+
+def _parse_pooling(pooling: str) -> int | None:
+    """K for ``cls_last:K``, None for cls/avg; ValueError for anything else."""
+    if pooling in ("cls", "avg"):
+        return None
+    if (m := _LAST_K.fullmatch(pooling)) is None:
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+    return int(m.group(1))
+
+
+def pool_features(model: nn.Module, images: Tensor, pooling: str) -> Tensor:
+    """Return pooled features (B, D) of ``images`` (B, C, H, W); see the module docstring."""
+    k = _parse_pooling(pooling)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    n_prefix = int(getattr(model, "num_prefix_tokens", 0))
+    if pooling != "avg" and not getattr(model, "has_class_token", n_prefix > 0):
+        raise ValueError(f"pooling {pooling!r} needs a class token; this model has none")
+    if pooling == "cls":
+        return model.forward_features(images)[:, 0]
+    if pooling == "avg":
+        return model.forward_features(images)[:, n_prefix:].mean(dim=1)
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not 1 <= k <= len(blocks):
+        raise ValueError(f"cls_last:K needs 1 <= K <= number of blocks, got K={k}")
+    # Hooks keep a single forward path (whatever forward_features does: masks, custom blocks).
+    outs: list[Tensor] = []
+    hooks = [b.register_forward_hook(lambda _m, _i, o: outs.append(o)) for b in blocks[-k:]]
+    try:
+        model.forward_features(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat([model.norm(o)[:, 0] for o in outs], dim=-1)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (checkpoints can be GBs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(meta: dict[str, Any]) -> str:
+    try:
+        return json.dumps(meta, sort_keys=True)
+    except TypeError as e:
+        raise ValueError(f"cache meta must be JSON-serialisable (str/int/float/bool/list/dict): {e}")
+
+
+def cache_file(cache_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Cache path named by the sha256 of the canonical JSON of ``meta``: distinct inputs never share a file."""
+    digest = hashlib.sha256(_canonical(meta).encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"features-{digest}.pt"
+
+
+def _load_cache(path: Path, meta: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
+    if not path.is_file():
+        return None
+    try:  # weights_only: a cache file must never be able to run code
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated or foreign file: recompute rather than fail
+        return None
+    if not isinstance(blob, dict) or blob.get("meta") != meta:
+        return None
+    return blob["features"], blob["labels"]
+
+
+def _save_atomic(path: Path, blob: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+        os.replace(tmp, path)  # readers see the old file or the whole new one, never half
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def extract_features(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    pooling: str = "cls",
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    cache_path: Path | None = None,
+    cache_meta: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Frozen features (N, D) float32 and labels (N,) int64 of a dataset of (image, label).
+
+    With ``cache_path``, a stored file is reused only if its meta equals ``cache_meta`` exactly
+    (put in it everything the features depend on: checkpoint sha256, dataset, split, transform
+    repr, pooling, model name); otherwise features are recomputed and the file overwritten.
+    The model's train/eval mode and device are restored afterwards.
+    """
+    if cache_path is not None and cache_meta is None:
+        raise ValueError("cache_path needs cache_meta (what the features depend on)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
+    _parse_pooling(pooling)  # fail before touching the cache or the data
+    if cache_path is not None:
+        _canonical(cache_meta)
+        if (hit := _load_cache(Path(cache_path), cache_meta)) is not None:
+            return hit
+
+    was_training = model.training
+    param = next(model.parameters(), None)
+    old_device = param.device if param is not None else None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    split = (cache_meta or {}).get("split", type(dataset).__name__)
+    feats, labels = [], []
+    try:
+        model.eval().to(device)
+        with torch.inference_mode():
+            for x, y in tqdm(loader, desc=f"features [{split}]", disable=not progress):
+                feats.append(pool_features(model, x.to(device), pooling).float().cpu())
+                labels.append(torch.as_tensor(y, dtype=torch.int64))
+    finally:
+        model.train(was_training)
+        if old_device is not None:
+            model.to(old_device)
+    features, labels_t = torch.cat(feats), torch.cat(labels)
+    if cache_path is not None:
+        _save_atomic(Path(cache_path), {"features": features, "labels": labels_t, "meta": cache_meta})
+    return features, labels_t

@@ -1,0 +1,152 @@
+"""Linear probe on frozen (cached) features, MAE protocol, and the shared top-k metric.
+
+Head: ``BatchNorm1d(affine=False) + Linear`` (MAE's linear probe: the parameter-free BN whitens
+features whose scales differ wildly between backbones, so one lr fits all). Cross-entropy,
+mini-batches of ``batch_size`` reshuffled each epoch (last partial batch dropped, as in MAE),
+lr = ``lr * batch_size / 256`` (linear scaling rule), linear warm-up then half-cosine to 0,
+defined in epochs so it survives a batch-size change. Deterministic given ``seed``.
+Defaults (90 epochs, warm-up epochs // 9 = 10, batch 1024, base lr 0.1, SGD momentum 0.9, no weight decay)
+follow MAE's probe except the batch (MAE: 16384 with LARS); 1024 keeps ~60 steps/epoch on
+60k samples, which trains a 384-d probe in seconds on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+def true_class_rank(scores: Tensor, labels: Tensor) -> Tensor:
+    """Per-sample rank (0 = best) of the true class; ties count against it (pessimistic)."""
+    true = scores.gather(1, labels[:, None])
+    return (scores > true).sum(1) + (scores == true).sum(1) - 1
+
+
+def accuracy_from_ranks(ranks: Tensor, num_classes: int, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """{"top{k}": percent of ranks < min(k, num_classes)}: top-5 of a 3-class task is top-3."""
+    if any(int(k) < 1 for k in ks):
+        raise ValueError(f"ks must be positive, got {tuple(ks)}")
+    return {f"top{k}": 100.0 * (ranks < min(int(k), num_classes)).double().mean().item() for k in ks}
+
+
+def topk_accuracy(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracy in percent from (N, C) logits or class scores and (N,) int labels."""
+    if scores.ndim != 2 or labels.ndim != 1 or len(scores) != len(labels):
+        raise ValueError(f"need scores (N, C) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
+    if len(labels) == 0 or labels.min() < 0 or labels.max() >= scores.shape[1]:
+        raise ValueError(f"labels must be non-empty and in [0, {scores.shape[1]})")
+    return accuracy_from_ranks(true_class_rank(scores, labels.long()), scores.shape[1], ks)
+
+
+def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
+                   num_classes: int | None) -> int:
+    """Validate a train/test feature split; return the number of classes."""
+    for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"{name}: need x (N, D) and y (N,) with N > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
+        if x.dtype.is_floating_point is False or y.dtype.is_floating_point:
+            raise ValueError(f"{name}: x must be floating point and y integer, got {x.dtype} and {y.dtype}")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"feature dims differ: train {train_x.shape[1]} vs test {test_x.shape[1]}")
+    top = int(max(train_y.max(), test_y.max())) + 1
+    num_classes = top if num_classes is None else num_classes
+    if min(train_y.min(), test_y.min()) < 0 or top > num_classes:
+        raise ValueError(f"labels must lie in [0, num_classes={num_classes})")
+    return num_classes
+
+
+def linear_probe(
+    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+    num_classes: int | None = None,
+    epochs: int = 90,
+    batch_size: int = 1024,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    optimizer: str = "sgd",
+    warmup_epochs: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, float | str]:
+    """Train BN(no affine)+Linear on train features, report top-1/top-5 (%) on test features.
+
+    ``lr`` is the base lr per 256 samples. ``optimizer="lars"`` uses lightly's LARS on the weight
+    (bias and BN excluded, as MAE). Note lightly's LARS applies its trust ratio only to
+    parameters with ``weight_decay != 0``: with the default 0 it reduces to SGD with momentum.
+    Returns {"top1", "top5", "protocol"}.
+    """
+    num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
+    if optimizer not in ("sgd", "lars"):
+        raise ValueError(f"optimizer must be 'sgd' or 'lars', got {optimizer!r}")
+    warmup_epochs = epochs // 9 if warmup_epochs is None else warmup_epochs  # MAE: 10 of 90
+    if epochs < 1 or batch_size < 1 or not 0 <= warmup_epochs <= epochs or lr <= 0:
+        raise ValueError("need epochs >= 1, batch_size >= 1, 0 <= warmup_epochs <= epochs, lr > 0")
+    gen = torch.Generator().manual_seed(seed)
+    n, dim = train_x.shape
+    batch = min(batch_size, n)
+    peak_lr = lr * batch / 256
+
+    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, num_classes))
+    nn.init.trunc_normal_(head[1].weight, std=0.01, generator=gen)  # MAE's head init
+    nn.init.zeros_(head[1].bias)
+    head.to(device)
+    groups = [{"params": [head[1].weight], "weight_decay": weight_decay},
+              {"params": [head[1].bias], "weight_decay": 0.0}]
+    if optimizer == "lars":
+        from lightly.utils.lars import LARS
+        opt = LARS(groups, lr=peak_lr, momentum=momentum)
+    else:
+        opt = torch.optim.SGD(groups, lr=peak_lr, momentum=momentum)
+
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        # Per-step tensors are tiny (batch x dim): intra-op threads cost more in sync than they
+        # save, catastrophically so on a busy machine (measured 1.7 ms vs 130 ms per step).
+        torch.set_num_threads(1)
+    try:
+        logits = _train_and_predict(head, opt, train_x, train_y, test_x, device, epochs,
+                                    warmup_epochs, batch, peak_lr, gen, progress)
+    finally:
+        torch.set_num_threads(threads)
+    result: dict[str, float | str] = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
+    result["protocol"] = (
+        f"BN(no affine)+linear on frozen features, {optimizer.upper()} momentum={momentum} "
+        f"wd={weight_decay}, lr={lr}*{batch}/256={peak_lr:g}, {warmup_epochs} warm-up epochs + cosine, "
+        f"{epochs} epochs, batch {batch}, seed {seed}; top5 = top-{min(5, num_classes)}")
+    return result
+
+
+def _train_and_predict(head: nn.Module, opt: torch.optim.Optimizer, train_x: Tensor, train_y: Tensor,
+                       test_x: Tensor, device: str | torch.device, epochs: int, warmup_epochs: int,
+                       batch: int, peak_lr: float, gen: torch.Generator, progress: bool) -> Tensor:
+    """Mini-batch training with per-step warm-up + cosine lr; returns test logits on CPU."""
+    n = len(train_x)
+    steps_per_epoch, total = n // batch, epochs * (n // batch)
+    x, y = train_x.float().to(device), train_y.long().to(device)
+    xs, ys = torch.empty_like(x[: steps_per_epoch * batch]), torch.empty_like(y[: steps_per_epoch * batch])
+    head.train()  # BN uses batch statistics (no backward through it: features need no grad)
+    for step in tqdm(range(total), desc="linear probe", disable=not progress, mininterval=1.0):
+        if step % steps_per_epoch == 0:  # one shuffled copy per epoch into a reused buffer:
+            order = torch.randperm(n, generator=gen)[: len(xs)].to(device)  # steps then slice views
+            torch.index_select(x, 0, order, out=xs)
+            torch.index_select(y, 0, order, out=ys)
+        epoch = step / steps_per_epoch  # fractional, so warm-up and cosine are smooth per step
+        if epoch < warmup_epochs:
+            cur = peak_lr * epoch / warmup_epochs
+        else:
+            cur = peak_lr * 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / max(epochs - warmup_epochs, 1e-8)))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        i = (step % steps_per_epoch) * batch
+        loss = nn.functional.cross_entropy(head(xs[i : i + batch]), ys[i : i + batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    head.eval()
+    with torch.inference_mode():
+        return torch.cat([head(c.float().to(device)).cpu() for c in test_x.split(65536)])

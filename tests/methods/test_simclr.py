@@ -1,0 +1,29 @@
+import torch
+from lightly.loss import NTXentLoss
+
+from ssl_suite.config import load_config
+from ssl_suite.methods import SimCLR
+
+
+def test_training_step_is_ntxent_plus_online_probe_and_probe_is_detached():
+    cfg = load_config(None, ["model.name=vit_nano_patch7_28_sigmoid", "method.temperature=0.3"])
+    torch.manual_seed(0)
+    method = SimCLR(cfg, num_classes=10)
+    views = [torch.randn(8, 3, 28, 28), torch.randn(8, 3, 28, 28)]
+    targets = torch.arange(8) % 10
+    logged = {}
+    method.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    method.log_dict = lambda d, **kw: logged.update(d)
+
+    total = method.training_step((views, targets), 0)
+    # Both views go through the head together: its BatchNorm sees the 2N batch, as in SimCLR.
+    z0, z1 = method.projection_head(method.backbone(torch.cat(views))).chunk(2)
+    expect = NTXentLoss(temperature=0.3)(z0, z1)
+    torch.testing.assert_close(logged["train_loss"], expect)
+    torch.testing.assert_close(total, expect + logged["train_online_cls_loss"])
+
+    # The probe's loss must not reach the backbone: features are detached.
+    method.zero_grad()
+    logged["train_online_cls_loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in method.backbone.parameters())
+    assert method.online_classifier.classification_head.weight.grad.abs().sum() > 0

@@ -1,0 +1,56 @@
+"""The CLI end to end on tiny data, and the one-line errors it promises."""
+import pytest
+
+from ssl_suite.cli import main
+
+TINY = ["trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.max_epochs=1", "data.batch_size=16",
+        "data.num_workers=0", "eval.linear_epochs=5", "eval.knn_k=5", "eval.batch_size=64"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ssl-suite: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_pretrain_then_eval_prints_table_beside_random_init(fake_fashion_mnist, tmp_path, capsys):
+    args = ["configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", *TINY]
+    assert main(["pretrain", *args]) == 0
+    assert main(["eval", "all", *args]) == 0
+    out = capsys.readouterr().out
+    assert "| pretrained (vit_nano_patch7_28_sigmoid, sigmoid) |" in out
+    assert "| random init (vit_nano_patch7_28_sigmoid, sigmoid) |" in out
+    assert "gain over random init" in out and "kNN: cosine, k=5, T=0.07" in out
+    cached = list((tmp_path / "features").iterdir())
+    assert len(cached) == 4  # train + test, pretrained + random init
+    assert main(["eval", "knn", *args]) == 0  # second run reads the cache
+    assert sorted((tmp_path / "features").iterdir()) == sorted(cached)
+
+
+def test_unknown_key_is_one_line(capsys):
+    assert main(["pretrain", "configs/demo.yaml", "trainer.max_epoch=1"]) == 2
+    err = one_line_error(capsys)
+    assert "'trainer.max_epoch'" in err and "max_epochs" in err
+
+
+def test_missing_dataset_is_one_line(tmp_path, capsys, monkeypatch):
+    from ssl_suite.data import datasets
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "none")
+    assert main(["pretrain", "configs/demo.yaml", f"data.root={tmp_path / 'missing'}",
+                 f"output_dir={tmp_path}"]) == 2
+    err = one_line_error(capsys)
+    assert str(tmp_path / "missing") in err and "dataset-fashion-mnist" in err
+
+
+def test_checkpoint_of_another_architecture_names_the_mismatch(fake_fashion_mnist, tmp_path, capsys):
+    base = ["configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", *TINY]
+    assert main(["pretrain", *base]) == 0
+    ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
+    assert main(["eval", "linear", *base, "model.name=vit_nano_patch4_28_sigmoid", "--checkpoint", ckpt]) == 2
+    err = one_line_error(capsys)
+    assert "does not fit" in err and "pos_embed" in err
+
+
+def test_resume_without_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["pretrain", "configs/demo.yaml", f"output_dir={tmp_path}", "--resume"]) == 2
+    assert "cannot resume" in one_line_error(capsys)

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from ssl_suite.config import load_config
+from ssl_suite.errors import UserError
+
+CONFIGS = sorted(Path("configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=str)
+def test_shipped_configs_parse(path):
+    load_config(path)
+
+
+def test_file_then_overrides_take_precedence(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("trainer:\n  max_epochs: 7\nmethod:\n  temperature: 0.3\n")
+    cfg = load_config(f, ["method.temperature=0.5"])
+    assert cfg.trainer.max_epochs == 7 and cfg.method.temperature == 0.5
+
+
+@pytest.mark.parametrize("override,match", [
+    ("trainer.max_epoch=3", r"unknown config key 'trainer.max_epoch'; valid keys here: .*max_epochs"),
+    ("modle.name=x", r"unknown config key 'modle'; valid keys here: .*model"),
+    ("trainer.max_epochs=three", r"bad value for 'trainer.max_epochs'"),
+    ("model.attention=relu", r"model.attention='relu': expected one of sigmoid, softmax"),
+    ("data.batch_size=0", r"data.batch_size must be positive"),
+    ("data.num_views=1", r"num_views must be at least 2"),
+    ("trainer.max_epochs", r"not of the form key=value"),
+])
+def test_bad_overrides_are_one_line_errors(override, match):
+    with pytest.raises(UserError, match=match) as err:
+        load_config(None, [override])
+    assert "\n" not in str(err.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(UserError, match="config file not found"):
+        load_config("configs/nope.yaml")
