@@ -126,7 +126,7 @@ def extract_features(
     With ``cache_path``, a stored file is reused only if its meta equals ``cache_meta`` exactly
     (put in it everything the features depend on: checkpoint sha256, dataset, split, transform
     repr, pooling, model name); otherwise features are recomputed and the file overwritten.
-    The model's train/eval mode and device are restored afterwards.
+    The train/eval mode of every submodule and the model's device are restored afterwards.
     """
     if cache_path is not None and cache_meta is None:
         raise ValueError("cache_path needs cache_meta (what the features depend on)")
@@ -140,7 +140,7 @@ def extract_features(
         if (hit := _load_cache(Path(cache_path), cache_meta)) is not None:
             return hit
 
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # per module: some may be frozen in eval
     param = next(model.parameters(), None)
     old_device = param.device if param is not None else None
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -153,7 +153,8 @@ def extract_features(
                 feats.append(pool_features(model, x.to(device), pooling).float().cpu())
                 labels.append(torch.as_tensor(y, dtype=torch.int64))
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.train(mode)
         if old_device is not None:
             model.to(old_device)
     features, labels_t = torch.cat(feats), torch.cat(labels)

@@ -1,12 +1,12 @@
 """Linear probe on frozen (cached) features, MAE protocol, and the shared top-k metric.
 
-Head: ``BatchNorm1d(affine=False) + Linear`` (MAE's linear probe: the parameter-free BN whitens
-features whose scales differ wildly between backbones, so one lr fits all). Cross-entropy,
+Head: ``BatchNorm1d(affine=False) + Linear`` (MAE's linear probe: the parameter-free BN
+standardises each feature, whose scales differ wildly between backbones, so one lr fits all). Cross-entropy,
 mini-batches of ``batch_size`` reshuffled each epoch (last partial batch dropped, as in MAE),
 lr = ``lr * batch_size / 256`` (linear scaling rule), linear warm-up then half-cosine to 0,
 defined in epochs so it survives a batch-size change. Deterministic given ``seed``.
-Defaults (90 epochs, warm-up epochs // 9 = 10, batch 1024, base lr 0.1, SGD momentum 0.9, no weight decay)
-follow MAE's probe except the batch (MAE: 16384 with LARS); 1024 keeps ~60 steps/epoch on
+Defaults (90 epochs, warm-up epochs // 9 = 10, batch 1024, base lr 0.1, SGD momentum 0.9,
+no weight decay) follow MAE's probe except the batch (MAE: 16384 with LARS); 1024 keeps ~60 steps/epoch on
 60k samples, which trains a 384-d probe in seconds on 2 CPU cores.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
     for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
             raise ValueError(f"{name}: need x (N, D) and y (N,) with N > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
-        if x.dtype.is_floating_point is False or y.dtype.is_floating_point:
+        if not x.dtype.is_floating_point or y.dtype.is_floating_point:
             raise ValueError(f"{name}: x must be floating point and y integer, got {x.dtype} and {y.dtype}")
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"feature dims differ: train {train_x.shape[1]} vs test {test_x.shape[1]}")

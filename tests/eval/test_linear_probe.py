@@ -1,0 +1,107 @@
+"""linear_probe against sklearn's LogisticRegression on the same features; topk_accuracy by hand."""
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ssl_suite.eval.linear import linear_probe, topk_accuracy
+
+
+def gaussian_mixture(seed, n_train=6000, n_test=4000, dim=32, C=20, sep=0.4):
+    """Overlapping classes (accuracy far from 100%) with per-dimension scales and offsets."""
+    g = torch.Generator().manual_seed(seed)
+    centers = sep * torch.randn(C, dim, generator=g)
+    scale = torch.exp(torch.empty(dim).uniform_(-1.5, 1.5, generator=g))
+    offset = 5 * torch.randn(dim, generator=g)
+
+    def draw(n):
+        y = torch.randint(0, C, (n,), generator=g)
+        return (centers[y] + torch.randn(n, dim, generator=g)) * scale + offset, y
+
+    return (*draw(n_train), *draw(n_test))
+
+
+def sklearn_top1(xtr, ytr, xte, yte):
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=10000))
+    clf.fit(np.asarray(xtr), np.asarray(ytr))
+    return 100.0 * float((clf.predict(np.asarray(xte)) == np.asarray(yte)).mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_logistic_regression_gaussian_mixture(seed):
+    xtr, ytr, xte, yte = gaussian_mixture(seed)
+    got = linear_probe(xtr, ytr, xte, yte, seed=seed, progress=False)  # default protocol
+    ref = sklearn_top1(xtr, ytr, xte, yte)
+    assert 30 < ref < 90  # the task is neither trivial nor hopeless
+    assert abs(got["top1"] - ref) <= 1.0, (got, ref)
+    assert got["top5"] > got["top1"]
+
+
+@pytest.mark.parametrize("split_seed", [0, 3])
+def test_matches_logistic_regression_digits(split_seed):
+    X, y = load_digits(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(X.astype(np.float32), y, test_size=0.5,
+                                          random_state=split_seed, stratify=y)
+    ref = sklearn_top1(xtr, ytr, xte, yte)
+    # 898 samples: a smaller batch than the default so the probe gets more than 1 step per epoch.
+    got = linear_probe(torch.tensor(xtr), torch.tensor(ytr), torch.tensor(xte), torch.tensor(yte),
+                       batch_size=128, seed=split_seed, progress=False)
+    assert abs(got["top1"] - ref) <= 1.0, (got, ref)
+
+
+def test_deterministic_and_protocol_recorded():
+    xtr, ytr, xte, yte = gaussian_mixture(5, n_train=2000, n_test=500)
+    a = linear_probe(xtr, ytr, xte, yte, epochs=5, seed=7, progress=False)
+    b = linear_probe(xtr, ytr, xte, yte, epochs=5, seed=7, progress=False)
+    assert a == b
+    for part in ("BN(no affine)+linear", "SGD", "lr=0.1*1024/256=0.4", "5 epochs", "batch 1024", "cosine"):
+        assert part in a["protocol"], part
+
+
+def test_lars_without_weight_decay_is_sgd():
+    # lightly's LARS skips the trust ratio for parameters with weight_decay == 0 (documented).
+    xtr, ytr, xte, yte = gaussian_mixture(6, n_train=2000, n_test=500)
+    kw = dict(epochs=3, seed=1, progress=False)
+    sgd, lars = linear_probe(xtr, ytr, xte, yte, **kw), linear_probe(xtr, ytr, xte, yte, optimizer="lars", **kw)
+    assert (sgd["top1"], sgd["top5"]) == (lars["top1"], lars["top5"])
+    wd = linear_probe(xtr, ytr, xte, yte, optimizer="lars", weight_decay=1e-4, **kw)
+    assert "LARS" in wd["protocol"] and 0 <= wd["top1"] <= 100
+
+
+def test_few_classes_top5_is_top_c():
+    xtr, ytr, xte, yte = gaussian_mixture(4, n_train=600, n_test=200, C=3)
+    got = linear_probe(xtr, ytr, xte, yte, epochs=2, batch_size=100, progress=False)
+    assert got["top5"] == 100.0 and "top-3" in got["protocol"]
+
+
+def test_topk_accuracy_by_hand():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.4, 0.4, 0.2]])
+    labels = torch.tensor([1, 1, 0, 1])
+    # ranks: 0, 1, 2 (tie with class 1 counts against), 1 (tie with class 0 counts against)
+    assert topk_accuracy(scores, labels, ks=(1, 2, 5)) == {"top1": 25.0, "top2": 75.0, "top5": 100.0}
+
+
+def test_bad_inputs():
+    xtr, ytr, xte, yte = gaussian_mixture(0, n_train=100, n_test=50, C=4)
+    with pytest.raises(ValueError, match="train"):
+        linear_probe(xtr, ytr[:-1], xte, yte)
+    with pytest.raises(ValueError, match="test"):
+        linear_probe(xtr, ytr, xte[:-2], yte)
+    with pytest.raises(ValueError, match="feature dims differ"):
+        linear_probe(xtr, ytr, xte[:, :5], yte)
+    with pytest.raises(ValueError, match="num_classes"):
+        linear_probe(xtr, ytr, xte, yte, num_classes=2)
+    with pytest.raises(ValueError, match="integer"):
+        linear_probe(xtr, ytr.float(), xte, yte)
+    with pytest.raises(ValueError, match="optimizer"):
+        linear_probe(xtr, ytr, xte, yte, optimizer="adam")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        linear_probe(xtr, ytr, xte, yte, epochs=3, warmup_epochs=5)
+    with pytest.raises(ValueError, match="scores"):
+        topk_accuracy(torch.zeros(3, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="ks must be positive"):
+        topk_accuracy(torch.zeros(3, 4), torch.zeros(3, dtype=torch.long), ks=(0,))
