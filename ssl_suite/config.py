@@ -55,7 +55,8 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = "simclr"
+    name: str = "simclr"  # simclr | polyview
+    objective: str = "geometric"  # polyview: geometric | arithmetic | multicrop
     temperature: float = 0.1
     proj_hidden_dim: int = 512
     proj_output_dim: int = 128
@@ -115,7 +116,8 @@ class Config:
 CHOICES = {
     "model.attention": ("sigmoid", "softmax"),
     "data.dataset": ("fashion_mnist", "imagefolder"),
-    "method.name": ("simclr",),
+    "method.name": ("simclr", "polyview"),
+    "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),
     "eval.pooling": ("cls", "avg"),
 }
@@ -152,6 +154,8 @@ def validate(cfg: DictConfig) -> None:
     for key in POSITIVE:
         if OmegaConf.select(cfg, key) <= 0:
             raise UserError(f"config {key} must be positive, got {OmegaConf.select(cfg, key)}")
+    if cfg.method.temperature <= 0:
+        raise UserError(f"config method.temperature must be positive, got {cfg.method.temperature}")
     if cfg.data.num_views < 2:
         raise UserError(f"config data.num_views must be at least 2, got {cfg.data.num_views}")
 

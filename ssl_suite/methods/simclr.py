@@ -1,7 +1,11 @@
-"""SimCLR (Chen et al., ICML 2020): NT-Xent between two augmented views, 2N-2 negatives per anchor.
+"""Contrastive methods on M augmented views of each image, sharing one projection head.
 
-lightly's ``NTXentLoss(gather_distributed=True)`` gathers embeddings from every device with
-gradient, and its ``SimCLRProjectionHead`` is the MLP head.
+- SimCLR (Chen et al., ICML 2020): M = 2, lightly's ``NTXentLoss`` (2N-2 negatives per anchor).
+- Poly-view (Shidani et al., ICLR 2024): M >= 2 views per sample and the geometric, arithmetic
+  or multi-crop objective of ``ssl_suite.losses.polyview``. SimCLR is its M = 2 case: the same
+  module with a different criterion, not a second copy.
+
+Negatives come from every device: both criteria gather embeddings with gradient.
 """
 from __future__ import annotations
 
@@ -10,20 +14,31 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from omegaconf import DictConfig
 
+from ..errors import UserError
+from ..losses import PolyViewLoss
 from .base import SSLMethod
 
 
-class SimCLR(SSLMethod):
+class Contrastive(SSLMethod):
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
         m = cfg.method
+        self.num_views = cfg.data.num_views
         self.projection_head = SimCLRProjectionHead(self.backbone.num_features, m.proj_hidden_dim, m.proj_output_dim)
-        self.criterion = NTXentLoss(temperature=m.temperature, gather_distributed=True)
+        if m.name == "simclr":
+            if self.num_views != 2:
+                raise UserError(f"simclr takes 2 views (data.num_views={self.num_views}); use method.name=polyview")
+            self.criterion = NTXentLoss(temperature=m.temperature, gather_distributed=True)
+        else:
+            self.criterion = PolyViewLoss(m.objective, m.temperature, gather_distributed=True)
 
     def training_step(self, batch, batch_idx: int):
         views, targets = batch
-        features = self.backbone(torch.cat(views))  # one pass over both views
-        z0, z1 = self.projection_head(features).chunk(2)
-        loss = self.criterion(z0, z1)
+        features = self.backbone(torch.cat(views))  # one pass over all M views
+        z = self.projection_head(features).chunk(self.num_views)
+        loss = self.criterion(*z) if isinstance(self.criterion, NTXentLoss) else self.criterion(z)
         self.log("train_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(targets))
         return loss + self.online_probe(features[: len(targets)], targets, batch_idx)
+
+
+SimCLR = PolyView = Contrastive
