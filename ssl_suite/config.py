@@ -48,7 +48,8 @@ class DataConfig:
     resize_for_eval: bool = False  # ImageNet: resize + centre crop
     batch_size: int = 256  # per device
     num_workers: int = 2
-    num_views: int = 2
+    num_views: int = 2  # views per sample (M); samples per batch = batch_size
+    augment_on: str = "cpu"  # cpu: lightly transforms in loader workers | device: kornia on batches
     train_subset: Optional[int] = None  # first N training images (quick runs)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -116,6 +117,7 @@ class Config:
 CHOICES = {
     "model.attention": ("sigmoid", "softmax"),
     "data.dataset": ("fashion_mnist", "imagefolder"),
+    "data.augment_on": ("cpu", "device"),
     "method.name": ("simclr", "polyview"),
     "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),

@@ -4,17 +4,32 @@ from __future__ import annotations
 from torch.utils.data import Subset
 
 from .datasets import build_dataset
-from .transforms import eval_transform, ssl_views
+from .transforms import DeviceViews, eval_transform, ssl_views, tensor_transform
+
+
+def _view_args(data_cfg) -> dict:
+    a = data_cfg.augment
+    return dict(min_scale=a.min_scale, cj_prob=a.cj_prob, cj_strength=a.cj_strength,
+                random_gray_scale=a.random_gray_scale, gaussian_blur=a.gaussian_blur, hf_prob=a.hf_prob)
 
 
 def ssl_train_dataset(data_cfg):
-    """The pretraining set: every item is (list of ``num_views`` augmented views, label)."""
-    a = data_cfg.augment
-    views = ssl_views(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std,
-                      min_scale=a.min_scale, cj_prob=a.cj_prob, cj_strength=a.cj_strength,
-                      random_gray_scale=a.random_gray_scale, gaussian_blur=a.gaussian_blur, hf_prob=a.hf_prob)
-    dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, views, data_cfg.root, data_cfg.download)
+    """The pretraining set. ``data.augment_on=cpu``: items are (list of ``num_views`` augmented
+    views, label); ``device``: (image tensor, label), views made later by ``device_views``."""
+    if data_cfg.augment_on == "cpu":
+        transform = ssl_views(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std,
+                              **_view_args(data_cfg))
+    else:
+        transform = tensor_transform(data_cfg.image_size, data_cfg.resize_for_eval)
+    dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, transform, data_cfg.root, data_cfg.download)
     return first(dataset, data_cfg.train_subset)
+
+
+def device_views(data_cfg):
+    """The batch augmenter for ``data.augment_on=device`` (None for the CPU path)."""
+    if data_cfg.augment_on == "cpu":
+        return None
+    return DeviceViews(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, **_view_args(data_cfg))
 
 
 def eval_dataset(data_cfg, split: str, subset=None):
@@ -35,5 +50,5 @@ def num_classes(dataset) -> int:
     return len(dataset.classes)
 
 
-__all__ = ["build_dataset", "eval_dataset", "eval_transform", "first", "num_classes",
+__all__ = ["DeviceViews", "build_dataset", "device_views", "eval_dataset", "eval_transform", "first", "num_classes",
            "ssl_train_dataset", "ssl_views"]

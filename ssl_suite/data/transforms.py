@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torchvision.transforms as T
 from lightly.transforms import SimCLRViewTransform
 from lightly.transforms.multi_view_transform import MultiViewTransform
@@ -31,3 +32,39 @@ def eval_transform(image_size: int, mean, std, resize: bool) -> T.Compose:
     (ImageNet protocol) when ``resize``, else the image as it is (28-32 px data)."""
     steps = [T.Resize(int(round(image_size / 0.875))), T.CenterCrop(image_size)] if resize else []
     return T.Compose(steps + [T.ToTensor(), T.Normalize(list(mean), list(std))])
+
+
+class DeviceViews(torch.nn.Module):
+    """The same view recipe on whole batches on the accelerator (kornia), instead of per image on
+    CPU workers: input (B, C, H, W) floats in [0, 1], output M normalised views (B, C, size, size).
+    Solarize (BYOL's second view) is off by default, as in SimCLR."""
+
+    def __init__(self, num_views: int, image_size: int, mean, std, *, min_scale: float = 0.08,
+                 cj_prob: float = 0.8, cj_strength: float = 1.0, random_gray_scale: float = 0.2,
+                 gaussian_blur: float = 0.5, hf_prob: float = 0.5, solarize_prob: float = 0.0) -> None:
+        super().__init__()
+        import kornia.augmentation as K
+
+        s = cj_strength
+        steps = [K.RandomResizedCrop((image_size, image_size), scale=(min_scale, 1.0)),
+                 K.RandomHorizontalFlip(p=hf_prob),
+                 K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cj_prob),
+                 K.RandomGrayscale(p=random_gray_scale)]
+        if gaussian_blur > 0:  # kernel ~10% of the image, odd, sigma as lightly's (0.1, 2)
+            steps.append(K.RandomGaussianBlur(int(0.1 * image_size) // 2 * 2 + 1, (0.1, 2.0), p=gaussian_blur))
+        if solarize_prob > 0:
+            steps.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=solarize_prob))
+        steps.append(K.Normalize(mean=torch.tensor(list(mean)), std=torch.tensor(list(std))))
+        self.view = torch.nn.Sequential(*steps)
+        self.num_views = num_views
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.view(images) for _ in range(self.num_views)]
+
+
+def tensor_transform(image_size: int, resize: bool) -> T.Compose:
+    """What the CPU still does when views are made on the device: decode to a fixed-size tensor
+    in [0, 1] (ImageNet-size images: resize + centre crop to size/0.875 so batches stack)."""
+    side = int(round(image_size / 0.875))
+    return T.Compose(([T.Resize(side), T.CenterCrop(side)] if resize else []) + [T.ToTensor()])

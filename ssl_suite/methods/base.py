@@ -18,6 +18,7 @@ from torch import Tensor, nn
 import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
 
 from .. import scaling
+from ..data import device_views
 
 
 def build_backbone(model_cfg: DictConfig) -> nn.Module:
@@ -43,11 +44,19 @@ class SSLMethod(pl.LightningModule):
                                    "num_classes": num_classes})
         self.cfg = cfg
         self.backbone = build_backbone(cfg.model)
+        self.device_views = device_views(cfg.data)
         self.online_classifier = OnlineLinearClassifier(
             self.backbone.num_features, num_classes, topk=(1, min(5, num_classes)))
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``data.augment_on=device``, training batches become M views here, on the device."""
+        if self.device_views is not None and self._trainer is not None and self.trainer.training:
+            images, targets = batch
+            batch = (self.device_views(images), targets)
+        return batch
 
     def online_probe(self, features: Tensor, targets: Tensor, batch_idx: int) -> Tensor:
         """Train the monitoring probe on detached features; returns its loss to add to the SSL loss."""
