@@ -1,19 +1,96 @@
 """FlashSigmoid: sigmoid attention, out = sigmoid(q k^T * scale + b) v, b = -log(n_keys).
 
-One entry point, ``sigmoid_attention(q, k, v, bias=None, scale=None)``, for tensors shaped
-(batch, heads, n, d). Usable without ssl_suite.
+One entry point, ``sigmoid_attention(q, k, v, bias=None, scale=None, backend=None)``, for
+tensors shaped (batch, heads, n, d). Usable without ssl_suite.
+
+Backends: "triton" (CUDA tensors; CPU tensors too when ``TRITON_INTERPRET=1`` was set before
+import), "cpu" (blocked, O(n) memory), "reference" (materialised PyTorch). By default CUDA ->
+triton and everything else -> cpu; ``backend=`` or the ``FLASH_SIGMOID_BACKEND`` environment
+variable forces one. The fast paths are torch.library custom ops with fake and autograd
+registrations, so ``torch.compile`` treats them as opaque nodes instead of tracing their loops.
 """
 from __future__ import annotations
 
+import os
+
+import torch
 from torch import Tensor
 
-from . import reference
-from .reference import default_bias
+from . import cpu, reference
+from .reference import check_inputs, default_bias, resolve
 
-__all__ = ["sigmoid_attention", "default_bias", "reference"]
+__all__ = ["sigmoid_attention", "default_bias", "reference", "BACKENDS"]
+
+BACKENDS = ("reference", "cpu", "triton")
+
+
+def _impl(backend: str):
+    if backend == "triton":
+        from . import triton_kernels  # imported lazily: needs triton, reads TRITON_INTERPRET
+        return triton_kernels
+    return cpu
+
+
+@torch.library.custom_op("flash_sigmoid::attn_fwd", mutates_args=())
+def _attn_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
+              backend: str) -> Tensor:
+    return _impl(backend).forward(q, k, v, scale, bias)
+
+
+@_attn_fwd.register_fake
+def _(q, k, v, scale, bias, backend):
+    return q.new_empty(*q.shape[:-1], v.shape[-1])
+
+
+@torch.library.custom_op("flash_sigmoid::attn_bwd", mutates_args=())
+def _attn_bwd(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
+              backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    return _impl(backend).backward(do, q, k, v, scale, bias)
+
+
+@_attn_bwd.register_fake
+def _(do, q, k, v, scale, bias, backend):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)  # contiguous
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, ctx.scale, ctx.bias, ctx.backend = inputs
+    ctx.save_for_backward(q, k, v)  # P is recomputed: nothing of size n^2 is kept
+
+
+def _backward(ctx, do):
+    q, k, v = ctx.saved_tensors
+    dq, dk, dv = _attn_bwd(do, q, k, v, ctx.scale, ctx.bias, ctx.backend)
+    return dq, dk, dv, None, None, None
+
+
+_attn_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def pick_backend(q: Tensor, backend: str | None = None) -> str:
+    """The backend a call would use: the argument, else FLASH_SIGMOID_BACKEND, else by device."""
+    backend = backend or os.environ.get("FLASH_SIGMOID_BACKEND") or (
+        "triton" if q.is_cuda else "cpu")
+    if backend not in BACKENDS:
+        raise ValueError(f"sigmoid_attention: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cpu" and q.is_cuda:
+        raise ValueError("sigmoid_attention: backend 'cpu' needs CPU tensors, got CUDA tensors")
+    if backend == "triton" and not q.is_cuda and not _impl("triton").interpreted():
+        raise ValueError("sigmoid_attention: backend 'triton' needs CUDA tensors, or CPU tensors "
+                         "with TRITON_INTERPRET=1 set before flash_sigmoid.triton_kernels is imported")
+    return backend
 
 
 def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None,
-                      scale: float | None = None) -> Tensor:
-    """Sigmoid attention with autograd; see ``reference.sigmoid_attention`` for the definition."""
-    return reference.sigmoid_attention(q, k, v, bias=bias, scale=scale)
+                      scale: float | None = None, backend: str | None = None) -> Tensor:
+    """Sigmoid attention with autograd; see ``reference.sigmoid_attention`` for the definition.
+
+    q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv) -> (B, H, Nq, Dv). ``bias`` defaults to
+    -log(Nk) and ``scale`` to D^-1/2. Invalid inputs raise one ``ValueError``.
+    """
+    check_inputs(q, k, v)
+    backend = pick_backend(q, backend)
+    if backend == "reference":
+        return reference.sigmoid_attention(q, k, v, bias=bias, scale=scale)
+    bias, scale = resolve(q, k, bias, scale)
+    return _attn_fwd(q, k, v, scale, bias, backend)
