@@ -1,0 +1,159 @@
+"""Sigmoid attention for CPUs: blocked over (heads, queries), O(n * chunk) memory.
+
+No score matrix outlives its block: the forward computes sigmoid(q k^T * scale + b) v one block
+of rows at a time and the backward recomputes each block's P from q and k, so only q, k, v are
+saved. Blocks hold about ``CHUNK_ELEMENTS`` scores and reuse one workspace per call: fresh
+multi-MiB tensors per block would each be page-faulted in again. The elementwise steps
+(bias + sigmoid, dS = dP * P * (1 - P)) run in place. ``FLASH_SIGMOID_COMPILE=1`` fuses them
+with torch.compile (eager if compiling fails). It is opt-in: it works here (gcc), but the first
+call pays ~10-20 s of compiling in every process for a gain measured at only 3-20% (ViT-S/16,
+2 cores, 4M-score blocks; with small blocks its per-call guards made it slower).
+Low-precision inputs are upcast to fp32 once (O(n d)), so every sum accumulates in fp32.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from torch import Tensor
+
+from .reference import check_inputs, resolve
+
+# Scores per block (16 MiB in fp32). Each block costs ~8 parallel regions; on an oversubscribed
+# CPU (other processes, DDP ranks with several threads each) every region waits for a time
+# slice. Measured at ViT-S/16 on 2 busy cores: 1 << 18 blocks ran ~20x slower than SDPA,
+# 1 << 22 ~1.5x; on an idle machine 1 << 18 (cache-resident) was ~10% faster than 1 << 22.
+CHUNK_ELEMENTS = int(os.environ.get("FLASH_SIGMOID_CPU_BLOCK", 1 << 22))
+
+
+def _sigmoid_eager(s: Tensor, bias: float) -> None:
+    s.add_(bias).sigmoid_()
+
+
+def _dsigmoid_eager(dp: Tensor, p: Tensor) -> None:
+    # dp <- dP * P * (1 - P); p is clobbered (P (1 - P))
+    p.addcmul_(p, p, value=-1.0)
+    dp.mul_(p)
+
+
+def _sigmoid_fused(s: Tensor, bias: float) -> None:
+    s.copy_(torch.sigmoid(s + bias))
+
+
+def _dsigmoid_fused(dp: Tensor, p: Tensor) -> None:
+    dp.copy_(dp * p * (1.0 - p))
+
+
+class _Compiled:
+    """torch.compile ``fused`` on first use; on any failure use ``eager`` from then on."""
+
+    def __init__(self, fused, eager):
+        self.fused, self.fn, self.tried = fused, eager, False
+
+    def __call__(self, *args):
+        if not self.tried:
+            self.tried = True
+            if os.environ.get("FLASH_SIGMOID_COMPILE", "0") == "1":
+                try:
+                    compiled = torch.compile(self.fused, dynamic=True, fullgraph=True)
+                    compiled(*args)
+                    self.fn = compiled
+                    return None
+                except Exception as err:  # no C compiler, unsupported platform, ...
+                    warnings.warn(f"flash_sigmoid.cpu: torch.compile failed "
+                                  f"({type(err).__name__}: {err}); using eager elementwise ops",
+                                  RuntimeWarning, stacklevel=2)
+        return self.fn(*args)
+
+
+_sigmoid_ = _Compiled(_sigmoid_fused, _sigmoid_eager)
+_dsigmoid_ = _Compiled(_dsigmoid_fused, _dsigmoid_eager)
+
+
+def _blocks(bh: int, nq: int, nk: int, budget: int) -> list[tuple[slice, slice]]:
+    """(head slice, query slice) pairs covering (bh, nq), each about ``budget`` scores."""
+    rows = max(1, budget // nk)
+    if rows >= nq:  # whole heads fit: group them
+        g = rows // nq
+        return [(slice(h, min(bh, h + g)), slice(0, nq)) for h in range(0, bh, g)]
+    return [(slice(h, h + 1), slice(i, min(nq, i + rows)))
+            for h in range(bh) for i in range(0, nq, rows)]
+
+
+def _scores(ws: Tensor, hs: slice, rs: slice, nk: int) -> Tensor:
+    # a (heads, rows, nk) view at the start of the workspace
+    g, m = hs.stop - hs.start, rs.stop - rs.start
+    return ws[: g * m * nk].view(g, m, nk)
+
+
+def _flat(t: Tensor) -> Tensor:
+    # (B, H, n, d) -> (B*H, n, d) in fp32 (a copy only when needed)
+    return t.reshape(-1, t.shape[-2], t.shape[-1]).float()
+
+
+def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
+            budget: int | None = None) -> Tensor:
+    q3, k3, v3 = _flat(q), _flat(k), _flat(v)
+    nq, nk = q3.shape[1], k3.shape[1]
+    out = q3.new_empty(q3.shape[0], nq, v3.shape[-1])
+    blocks = _blocks(q3.shape[0], nq, nk, budget or CHUNK_ELEMENTS)
+    ws = q3.new_empty(_scores_size(blocks, nk))
+    with torch.no_grad():
+        for hs, rs in blocks:
+            s = _scores(ws, hs, rs, nk)
+            torch.baddbmm(s, q3[hs, rs], k3[hs].transpose(1, 2), beta=0, alpha=scale, out=s)
+            _sigmoid_(s, bias)
+            torch.bmm(s, v3[hs], out=out[hs, rs])
+    return out.view(*q.shape[:-1], v.shape[-1]).to(q.dtype)
+
+
+def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
+             budget: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    q3, k3, v3, do3 = _flat(q), _flat(k), _flat(v), _flat(do)
+    nq, nk = q3.shape[1], k3.shape[1]
+    # no zero fill: the first block of a head writes dK/dV, later ones accumulate
+    dq, dk, dv = torch.empty_like(q3), torch.empty_like(k3), torch.empty_like(v3)
+    blocks = _blocks(q3.shape[0], nq, nk, budget or CHUNK_ELEMENTS)
+    size = _scores_size(blocks, nk)
+    ws_p, ws_dp = q3.new_empty(size), q3.new_empty(size)
+    with torch.no_grad():
+        for hs, rs in blocks:
+            p, dp = _scores(ws_p, hs, rs, nk), _scores(ws_dp, hs, rs, nk)
+            q_b, do_b, k_b = q3[hs, rs], do3[hs, rs], k3[hs]
+            beta = 0 if rs.start == 0 else 1
+            torch.baddbmm(p, q_b, k_b.transpose(1, 2), beta=0, alpha=scale, out=p)
+            _sigmoid_(p, bias)
+            dv[hs].baddbmm_(p.transpose(1, 2), do_b, beta=beta)  # dV = P^T dO, before p is reused
+            torch.bmm(do_b, v3[hs].transpose(1, 2), out=dp)
+            _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
+            torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
+            dk[hs].baddbmm_(dp.transpose(1, 2), q_b, beta=beta, alpha=scale)
+    return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype),
+            dv.view(v.shape).to(v.dtype))
+
+
+def _scores_size(blocks: list[tuple[slice, slice]], nk: int) -> int:
+    return max(((hs.stop - hs.start) * (rs.stop - rs.start) for hs, rs in blocks), default=0) * nk
+
+
+class SigmoidAttentionCPU(torch.autograd.Function):
+    """Saves q, k, v only; the backward recomputes P block by block."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, bias):
+        ctx.save_for_backward(q, k, v)
+        ctx.scale, ctx.bias = scale, bias
+        return forward(q, k, v, scale, bias)
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v = ctx.saved_tensors
+        return (*backward(do, q, k, v, ctx.scale, ctx.bias), None, None)
+
+
+def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None,
+                      scale: float | None = None) -> Tensor:
+    check_inputs(q, k, v)
+    bias, scale = resolve(q, k, bias, scale)
+    return SigmoidAttentionCPU.apply(q, k, v, scale, bias)

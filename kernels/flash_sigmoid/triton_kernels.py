@@ -1,0 +1,342 @@
+"""FlashSigmoid in Triton: out = sigmoid(q k^T * scale + bias) v, tiled, O(n) memory.
+
+Sigmoid rows need no normalisation, so the forward keeps no running max or sum: each Q tile
+streams K/V tiles and accumulates P V in fp32. The backward recomputes P from q and k and
+saves nothing else (dS = dP * P * (1 - P)); it runs two kernels, one per K/V tile for dK/dV
+and one per Q tile for dQ, so no atomics and deterministic results.
+
+Checked without a GPU by Triton's interpreter (``TRITON_INTERPRET=1`` must be set before this
+module is imported; tiles are then upcast to fp32 because bf16 ``tl.dot`` is wrong there) and
+by ahead-of-time compilation for sm_80/sm_90 (``aot_compile``, ``ptxas_usage``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .reference import check_inputs, resolve
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _sigmoid2(s, scale2, bias2):
+    # sigmoid(s * scale + bias) with exp2; scale2/bias2 are pre-multiplied by log2(e)
+    return 1.0 / (1.0 + tl.exp2(-(s * scale2 + bias2)))
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, O, scale2, bias2,
+                sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+                H, NQ, NK,
+                D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr,
+                PREC: tl.constexpr):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)  # int64 base offsets: large batches overflow int32
+    h = (bh % H).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    Q += b * sqb + h * sqh
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    q = tl.load(Q + offs_m[:, None] * sqn + offs_d[None, :],
+                mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_DV), dtype=tl.float32)
+    for start_n in range(0, NK, BLOCK_N):
+        cols = start_n + offs_n
+        # K loaded transposed (BLOCK_D, BLOCK_N); out-of-range keys load 0 and are masked in P
+        kt = tl.load(K + cols[None, :] * skn + offs_d[:, None],
+                     mask=(cols[None, :] < NK) & (offs_d[:, None] < D), other=0.0)
+        v = tl.load(V + cols[:, None] * svn + offs_dv[None, :],
+                    mask=(cols[:, None] < NK) & (offs_dv[None, :] < DV), other=0.0)
+        if UPCAST:
+            kt = kt.to(tl.float32)
+            v = v.to(tl.float32)
+        p = _sigmoid2(tl.dot(q, kt, input_precision=PREC), scale2, bias2)
+        p = tl.where(cols[None, :] < NK, p, 0.0)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
+    O += b * sob + h * soh
+    tl.store(O + offs_m[:, None] * son + offs_dv[None, :], acc.to(O.dtype.element_ty),
+             mask=(offs_m[:, None] < NQ) & (offs_dv[None, :] < DV))
+
+
+@triton.jit
+def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV_, scale, scale2, bias2,
+                     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon,
+                     H, NQ, NK,
+                     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+                     UPCAST: tl.constexpr, PREC: tl.constexpr):
+    # One K/V tile per program, streaming all Q/dO tiles; works on transposed scores S^T.
+    # dK, dV are written with the strides of K, V (the wrapper allocates them alike).
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    Q += b * sqb + h * sqh
+    DO += b * sdob + h * sdoh
+    kmask = offs_n[:, None] < NK
+    k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :],
+                mask=kmask & (offs_d[None, :] < D), other=0.0)
+    v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_dv[None, :],
+                mask=kmask & (offs_dv[None, :] < DV), other=0.0)
+    if UPCAST:
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
+    dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, BLOCK_DV), dtype=tl.float32)
+    for start_m in range(0, NQ, BLOCK_M):
+        rows = start_m + offs_m
+        q = tl.load(Q + rows[:, None] * sqn + offs_d[None, :],
+                    mask=(rows[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
+        do = tl.load(DO + rows[:, None] * sdon + offs_dv[None, :],
+                     mask=(rows[:, None] < NQ) & (offs_dv[None, :] < DV), other=0.0)
+        if UPCAST:
+            q = q.to(tl.float32)
+            do = do.to(tl.float32)
+        pt = _sigmoid2(tl.dot(k, tl.trans(q), input_precision=PREC), scale2, bias2)
+        pt = tl.where(kmask & (rows[None, :] < NQ), pt, 0.0)
+        dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PREC)
+        dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
+        dst = dpt * pt * (1.0 - pt)
+        dk = tl.dot(dst.to(q.dtype), q, dk, input_precision=PREC)
+    out_mask = kmask & (offs_d[None, :] < D)
+    tl.store(DK + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :],
+             (dk * scale).to(DK.dtype.element_ty), mask=out_mask)
+    tl.store(DV_ + b * svb + h * svh + offs_n[:, None] * svn + offs_dv[None, :],
+             dv.to(DV_.dtype.element_ty), mask=kmask & (offs_dv[None, :] < DV))
+
+
+@triton.jit
+def _bwd_dq_kernel(Q, K, V, DO, DQ, scale, scale2, bias2,
+                   sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon,
+                   H, NQ, NK,
+                   D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+                   UPCAST: tl.constexpr, PREC: tl.constexpr):
+    # One Q tile per program, streaming K/V tiles; dQ is written with the strides of Q.
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    qmask = offs_m[:, None] < NQ
+    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
+                mask=qmask & (offs_d[None, :] < D), other=0.0)
+    do = tl.load(DO + b * sdob + h * sdoh + offs_m[:, None] * sdon + offs_dv[None, :],
+                 mask=qmask & (offs_dv[None, :] < DV), other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
+        do = do.to(tl.float32)
+    dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    for start_n in range(0, NK, BLOCK_N):
+        cols = start_n + offs_n
+        k = tl.load(K + cols[:, None] * skn + offs_d[None, :],
+                    mask=(cols[:, None] < NK) & (offs_d[None, :] < D), other=0.0)
+        v = tl.load(V + cols[:, None] * svn + offs_dv[None, :],
+                    mask=(cols[:, None] < NK) & (offs_dv[None, :] < DV), other=0.0)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        p = _sigmoid2(tl.dot(q, tl.trans(k), input_precision=PREC), scale2, bias2)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        ds = tl.where(cols[None, :] < NK, dp * p * (1.0 - p), 0.0)
+        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
+    tl.store(DQ + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
+             (dq * scale).to(DQ.dtype.element_ty), mask=qmask & (offs_d[None, :] < D))
+
+
+KERNELS = {"fwd": _fwd_kernel, "bwd_dkdv": _bwd_dkdv_kernel, "bwd_dq": _bwd_dq_kernel}
+
+
+def interpreted() -> bool:
+    """True when the kernels were decorated under TRITON_INTERPRET=1 (run on CPU tensors)."""
+    return not isinstance(_fwd_kernel, triton.runtime.jit.JITFunction)
+
+
+def block_config(kernel: str, d: int, dtype: torch.dtype) -> dict:
+    """Tile sizes, warps and pipeline stages per kernel, head dim and dtype (no autotuning).
+
+    Chosen so every kernel compiles without register spills at d <= 128 for sm_80/sm_90
+    (see ``scripts/aot_report.py``); fp32 tiles take twice the registers, so they are halved.
+    """
+    big = d > 64 or dtype == torch.float32
+    if kernel == "fwd":
+        m, n, warps, stages = (128, 64, 8, 2) if big else (128, 64, 4, 3)
+    else:  # bwd_dkdv / bwd_dq hold two fp32 accumulators or more operands: smaller tiles
+        m, n, warps, stages = (64, 64, 8, 2) if big else (64, 64, 4, 2)
+    if d > 128:
+        m, n = m // 2, n // 2
+    if dtype == torch.float32:
+        n = n // 2 if kernel == "fwd" else n
+        m = m // 2 if kernel != "fwd" else m
+    return dict(BLOCK_M=m, BLOCK_N=n, num_warps=warps, num_stages=stages)
+
+
+def _meta(kernel: str, q: Tensor, v: Tensor) -> tuple[dict, dict]:
+    d, dv = q.shape[-1], v.shape[-1]
+    cfg = block_config(kernel, max(d, dv), q.dtype)
+    launch = dict(num_warps=cfg.pop("num_warps"), num_stages=cfg.pop("num_stages"))
+    tf32 = torch.backends.cuda.matmul.allow_tf32 and q.dtype == torch.float32
+    const = dict(D=d, DV=dv, BLOCK_D=max(16, triton.next_power_of_2(d)),
+                 BLOCK_DV=max(16, triton.next_power_of_2(dv)), UPCAST=interpreted(),
+                 PREC="tf32" if (tf32 or q.dtype != torch.float32) else "ieee", **cfg)
+    return const, launch
+
+
+def _lastdim_contiguous(t: Tensor) -> Tensor:
+    # kernels assume unit stride on the head dim; other strides are passed through
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _strides(t: Tensor) -> tuple[int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float) -> Tensor:
+    q, k, v = (_lastdim_contiguous(t) for t in (q, k, v))
+    B, H, nq, _ = q.shape
+    out = q.new_empty(B, H, nq, v.shape[-1])
+    const, launch = _meta("fwd", q, v)
+    grid = (triton.cdiv(nq, const["BLOCK_M"]), B * H)
+    _fwd_kernel[grid](q, k, v, out, scale * LOG2E, bias * LOG2E, *_strides(q), *_strides(k),
+                      *_strides(v), *_strides(out), H, nq, k.shape[2], **const, **launch)
+    return out
+
+
+def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float,
+             bias: float) -> tuple[Tensor, Tensor, Tensor]:
+    # gradients are written with the strides of q, k, v: make those contiguous (an O(n d)
+    # copy only for strided views) so the outputs are too, as the registered fake promises
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    do = _lastdim_contiguous(do)
+    B, H, nq, _ = q.shape
+    nk = k.shape[2]
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    args = (scale, scale * LOG2E, bias * LOG2E, *_strides(q), *_strides(k), *_strides(v),
+            *_strides(do), H, nq, nk)
+    const, launch = _meta("bwd_dkdv", q, v)
+    _bwd_dkdv_kernel[(triton.cdiv(nk, const["BLOCK_N"]), B * H)](
+        q, k, v, do, dk, dv, *args, **const, **launch)
+    const, launch = _meta("bwd_dq", q, v)
+    _bwd_dq_kernel[(triton.cdiv(nq, const["BLOCK_M"]), B * H)](
+        q, k, v, do, dq, *args, **const, **launch)
+    return dq, dk, dv
+
+
+class SigmoidAttentionTriton(torch.autograd.Function):
+    """Saves q, k, v only: P is recomputed in the backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, bias):
+        ctx.save_for_backward(q, k, v)
+        ctx.scale, ctx.bias = scale, bias
+        return forward(q, k, v, scale, bias)
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v = ctx.saved_tensors
+        return (*backward(do, q, k, v, ctx.scale, ctx.bias), None, None)
+
+
+def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None,
+                      scale: float | None = None) -> Tensor:
+    check_inputs(q, k, v)
+    bias, scale = resolve(q, k, bias, scale)
+    return SigmoidAttentionTriton.apply(q, k, v, scale, bias)
+
+
+# ---- ahead-of-time compilation (no GPU needed): cubin, PTX, registers and spills ----------
+
+_TL = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def aot_compile(kernel: str, cc: int, dtype: torch.dtype, d: int):
+    """Compile one kernel for ``sm_<cc>`` as the JIT would specialise it for contiguous
+    (B, H, n, d) tensors (pointers and strides divisible by 16)."""
+    fn = KERNELS[kernel]
+    if not isinstance(fn, triton.runtime.jit.JITFunction):
+        raise RuntimeError("aot_compile needs the kernels decorated without TRITON_INTERPRET=1")
+    q = torch.empty(1, 1, 1, d, dtype=dtype, device="meta")
+    const, launch = _meta(kernel, q, q)
+    const["UPCAST"] = False
+    sig, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in const:
+            sig[name] = "constexpr"
+        elif name in ("H", "NQ", "NK"):
+            sig[name] = "i32"
+        elif name[0].isupper():  # tensors
+            sig[name] = "*" + _TL[dtype]
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif name.startswith("s") and name not in ("scale", "scale2"):  # strides
+            sig[name] = "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = "fp32"
+    src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs)
+    target = triton.backends.compiler.GPUTarget("cuda", cc, 32)
+    return triton.compile(src, target=target, options=launch)
+
+
+def ptxas_path() -> str | None:
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    return path if os.access(path, os.X_OK) else None
+
+
+def ptxas_usage(ptx: str, cc: int) -> tuple[int, int]:
+    """(registers per thread, spill-store bytes) from the ptxas shipped inside triton."""
+    arch = f"sm_{cc}a" if cc >= 90 else f"sm_{cc}"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "kernel.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        res = subprocess.run([ptxas_path(), "-v", "--gpu-name", arch, src, "-o",
+                              os.path.join(tmp, "kernel.cubin")],
+                             capture_output=True, text=True, check=True)
+    log = res.stdout + res.stderr
+    regs = int(re.search(r"Used (\d+) registers", log).group(1))
+    spills = int(re.search(r"(\d+) bytes spill stores", log).group(1))
+    return regs, spills
+
+
+def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16),
+               dims=(64, 128)) -> list[dict]:
+    """One row per (kernel, arch, dtype, d): registers, spills, whether wgmma is used."""
+    rows = []
+    for cc in archs:
+        for dtype in dtypes:
+            for d in dims:
+                for name in KERNELS:
+                    ck = aot_compile(name, cc, dtype, d)
+                    regs, spills = ptxas_usage(ck.asm["ptx"], cc)
+                    rows.append(dict(kernel=name, arch=f"sm_{cc}", dtype=_TL[dtype], d=d,
+                                     regs=regs, spills=spills, wgmma="wgmma" in ck.asm["ptx"],
+                                     **block_config(name, d, dtype)))
+    return rows
+
+
+__all__ = ["sigmoid_attention", "forward", "backward", "block_config", "aot_compile",
+           "ptxas_usage", "aot_report", "interpreted", "SigmoidAttentionTriton"]
