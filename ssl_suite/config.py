@@ -61,6 +61,8 @@ class MethodConfig:
     temperature: float = 0.1
     proj_hidden_dim: int = 512
     proj_output_dim: int = 128
+    pred_hidden_dim: int = 512  # byol predictor
+    momentum_base: float = 0.99  # byol: EMA momentum at the base batch, cosine schedule to 1
 
 
 @dataclass
@@ -71,6 +73,9 @@ class OptimConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     momentum: float = 0.9  # sgd / lars
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw, at the base batch
+    eps: float = 1e-8  # adamw, at the base batch
+    scaling_rule: bool = True  # scale lr (and Adam betas/eps, EMA momentum) to the effective batch
 
 
 @dataclass
@@ -118,7 +123,7 @@ CHOICES = {
     "model.attention": ("sigmoid", "softmax"),
     "data.dataset": ("fashion_mnist", "imagefolder"),
     "data.augment_on": ("cpu", "device"),
-    "method.name": ("simclr", "polyview"),
+    "method.name": ("simclr", "polyview", "byol"),
     "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),
     "eval.pooling": ("cls", "avg"),
@@ -158,6 +163,8 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"config {key} must be positive, got {OmegaConf.select(cfg, key)}")
     if cfg.method.temperature <= 0:
         raise UserError(f"config method.temperature must be positive, got {cfg.method.temperature}")
+    if not 0 <= cfg.method.momentum_base < 1:
+        raise UserError(f"config method.momentum_base must lie in [0, 1), got {cfg.method.momentum_base}")
     if cfg.data.num_views < 2:
         raise UserError(f"config data.num_views must be at least 2, got {cfg.data.num_views}")
 

@@ -74,19 +74,28 @@ class SSLMethod(pl.LightningModule):
         t = self.trainer
         return self.cfg.data.batch_size * t.world_size * t.accumulate_grad_batches
 
+    def training_progress(self) -> float:
+        """Fraction of the run's training samples seen so far. Steps x effective batch over
+        total steps x effective batch: the same point of training at any batch size,
+        device count or accumulation."""
+        return self.trainer.global_step / max(1, self.trainer.estimated_stepping_batches)
+
     def configure_optimizers(self):
         opt = self.cfg.optim
-        k = scaling.kappa(self.effective_batch_size(), opt.base_batch_size)
-        lr = scaling.scaled_lr(opt.lr, opt.name, k)
+        self.scaled = scaling.scale(opt.name, opt.lr, self.effective_batch_size(), opt.base_batch_size,
+                                    betas=tuple(opt.betas), eps=opt.eps, rule=opt.scaling_rule)
         # No weight decay on biases, norms, tokens, or the online probe (standard ViT practice).
         decay, no_decay = [], []
         for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
             skip = p.ndim <= 1 or name.startswith("online_classifier") or "token" in name or "pos_embed" in name
             (no_decay if skip else decay).append(p)
         groups = [{"params": decay, "weight_decay": opt.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
+        lr = self.scaled.lr
         if opt.name == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=lr)
+            optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.scaled.betas, eps=self.scaled.eps)
         elif opt.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=lr, momentum=opt.momentum)
         else:
@@ -95,6 +104,9 @@ class SSLMethod(pl.LightningModule):
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = min(total - 1, int(opt.warmup_epochs * steps_per_epoch))
         scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total)
-        self.print(f"[scaling] effective batch {self.effective_batch_size()} = kappa {k:g} x base "
-                   f"{opt.base_batch_size}; {opt.name} lr {opt.lr:g} -> {lr:g}; warm-up {warmup} of {total} steps")
+        self.print(f"[scaling] {self.scaled.summary()}; warm-up {warmup} of {total} steps")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        if self.logger is not None:  # the derived hyperparameters, visible in TensorBoard
+            self.logger.log_metrics(self.scaled.as_metrics(), step=self.trainer.global_step)
