@@ -99,6 +99,7 @@ class TrainerConfig:
 class EvalConfig:
     pooling: str = "cls"  # cls | avg
     batch_size: int = 512
+    num_workers: int = 0  # loader workers for feature extraction (cheap transforms: 0 avoids oversubscribing)
     train_subset: Optional[int] = None  # probe on the first N training images
     linear_epochs: int = 30
     linear_lr: float = 0.1

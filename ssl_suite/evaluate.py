@@ -37,7 +37,7 @@ def features(cfg: DictConfig, model, identity: str, split: str, subset: Optional
                 transform=repr(getattr(dataset, "transform", None) or eval_dataset.__name__),
                 pooling=cfg.eval.pooling)
     return extract_features(model, dataset, pooling=cfg.eval.pooling, batch_size=cfg.eval.batch_size,
-                            num_workers=cfg.data.num_workers,
+                            num_workers=cfg.eval.num_workers,
                             cache_path=cache_file(Path(cfg.output_dir) / "features", meta), cache_meta=meta)
 
 
