@@ -88,8 +88,9 @@ def _scores(ws: Tensor, hs: slice, rs: slice, nk: int) -> Tensor:
 
 
 def _flat(t: Tensor) -> Tensor:
-    # (B, H, n, d) -> (B*H, n, d) in fp32 (a copy only when needed)
-    return t.reshape(-1, t.shape[-2], t.shape[-1]).float()
+    # (B, H, n, d) -> (B*H, n, d); half types computed in fp32, fp32/fp64 as they are
+    t = t.reshape(-1, t.shape[-2], t.shape[-1])
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
