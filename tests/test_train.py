@@ -1,4 +1,7 @@
 """Pretraining through the Lightning Trainer: one step on ImageNet-style data, exact resume."""
+from pathlib import Path
+
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -9,8 +12,9 @@ QUICK = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto"
          "data.num_workers=0", "trainer.log_every_n_steps=1"]
 
 
-def test_imagenet_config_runs_one_step_on_tiny_image_folder(tiny_image_folder, tmp_path):
-    cfg = load_config("configs/pretrain/simclr_vit_s16_imagenet.yaml", QUICK + [
+@pytest.mark.parametrize("config", sorted(Path("configs/pretrain").glob("*imagenet.yaml")), ids=str)
+def test_imagenet_config_runs_one_step_on_tiny_image_folder(config, tiny_image_folder, tmp_path):
+    cfg = load_config(config, QUICK + [
         f"data.root={tiny_image_folder}", f"output_dir={tmp_path / 'run'}", "data.batch_size=4",
         "trainer.max_steps=1", "trainer.max_epochs=1"])
     last = pretrain(cfg, limit_val_batches=1)

@@ -13,6 +13,7 @@ from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
 import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
@@ -104,7 +105,7 @@ class SSLMethod(pl.LightningModule):
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = min(total - 1, int(opt.warmup_epochs * steps_per_epoch))
         scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total)
-        self.print(f"[scaling] {self.scaled.summary()}; warm-up {warmup} of {total} steps")
+        rank_zero_info(f"[scaling] {self.scaled.summary()}; warm-up {warmup} of {total} steps")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
