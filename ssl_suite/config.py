@@ -63,6 +63,7 @@ class MethodConfig:
     proj_output_dim: int = 128
     pred_hidden_dim: int = 512  # byol predictor
     momentum_base: float = 0.99  # byol: EMA momentum at the base batch, cosine schedule to 1
+    ema_scaling_rule: bool = True  # EMA momentum rho -> rho^kappa at kappa x the base batch
 
 
 @dataclass
@@ -75,7 +76,7 @@ class OptimConfig:
     momentum: float = 0.9  # sgd / lars
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw, at the base batch
     eps: float = 1e-8  # adamw, at the base batch
-    scaling_rule: bool = True  # scale lr (and Adam betas/eps, EMA momentum) to the effective batch
+    scaling_rule: bool = True  # scale lr (and Adam betas/eps) to the effective batch
 
 
 @dataclass

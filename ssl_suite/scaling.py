@@ -62,15 +62,14 @@ class Scaled:
     lr: float
     betas: Optional[tuple[float, float]] = None
     eps: Optional[float] = None
-    ema_rule: bool = True
+    rule: bool = True  # False: kappa reported, nothing scaled
 
     def summary(self) -> str:
         parts = [f"effective batch {self.effective_batch} = kappa {self.kappa:g} x base {self.base_batch}",
                  f"{self.optimizer} lr {self.lr:.4g}"]
         if self.betas is not None:
             parts.append(f"betas ({self.betas[0]:.6g}, {self.betas[1]:.6g}) eps {self.eps:.3g}")
-        parts.append(f"EMA rule {'on: rho -> rho^kappa' if self.ema_rule else 'off'}")
-        return "; ".join(parts)
+        return "; ".join(parts) + ("" if self.rule else " (optimizer scaling rule off)")
 
     def as_metrics(self) -> dict[str, float]:
         out = {f"scaling/{k}": float(v) for k, v in asdict(self).items() if isinstance(v, (int, float))}
@@ -90,7 +89,7 @@ def scale(optimizer: str, lr: float, effective_batch: int, base_batch: int, *,
         if min(betas_k) < 0:
             raise UserError(f"kappa {kr:g} is too large for Adam betas {betas}: 1 - kappa (1 - beta) < 0")
         return Scaled(effective_batch, base_batch, k, optimizer, lr_k, betas_k, eps / math.sqrt(kr), rule)
-    return Scaled(effective_batch, base_batch, k, optimizer, lr_k, ema_rule=rule)
+    return Scaled(effective_batch, base_batch, k, optimizer, lr_k, rule=rule)
 
 
 def cosine_to_one(progress: float, rho_base: float) -> float:

@@ -3,7 +3,7 @@
 Online: backbone -> projector (4096 hidden, BN + ReLU -> 256) -> predictor (256 -> 4096 -> 256),
 lightly's heads. Target: an EMA of backbone + projector, momentum
 rho(p) = 1 - (1 - rho_base)(cos(pi p) + 1) / 2 at the fraction p of samples seen, raised to
-kappa = effective batch / base batch (the rule; ``optim.scaling_rule=false`` turns it off).
+kappa = effective batch / base batch (the rule; ``method.ema_scaling_rule=false`` turns it off).
 Loss: 2 - 2 cos(prediction, target projection), averaged over both view orders.
 The target moves once per optimizer step, not per micro-batch.
 """
@@ -13,6 +13,7 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from ..ema import EMATarget
@@ -36,8 +37,16 @@ class BYOL(SSLMethod):
 
     def configure_optimizers(self):
         out = super().configure_optimizers()
-        self.target.kappa = self.scaled.kappa if self.scaled.ema_rule else 1.0
+        self.target.kappa = self.scaled.kappa if self.cfg.method.ema_scaling_rule else 1.0
+        rank_zero_info(f"[scaling] EMA momentum: rho(p)^{self.target.kappa:g}, rho_base {self.target.rho_base} "
+                       f"-> {self.target.momentum_at(0.0):.6g} at the start")
         return out
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.logger is not None:
+            self.logger.log_metrics({"scaling/ema_kappa": self.target.kappa,
+                                     "scaling/ema_momentum_start": self.target.momentum_at(0.0)})
 
     def training_step(self, batch, batch_idx: int):
         views, targets = batch

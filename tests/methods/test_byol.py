@@ -52,14 +52,14 @@ def test_momentum_depends_on_samples_seen_not_on_batching(fake_fashion_mnist, tm
     assert [m for _, m in plain] == pytest.approx([m for _, m in accum])
     # A 2x batch without the rule: at the samples both runs reach, the schedule agrees.
     double, _ = run(fake_fashion_mnist, tmp_path / "c", monkeypatch, "data.batch_size=32",
-                    "optim.scaling_rule=false")
+                    "method.ema_scaling_rule=false")
     at = dict(plain)
     for samples, momentum in double:
         assert momentum == pytest.approx(at[samples])
 
 
 def test_rule_raises_momentum_to_kappa(fake_fashion_mnist, tmp_path, monkeypatch):
-    off, _ = run(fake_fashion_mnist, tmp_path / "a", monkeypatch, "data.batch_size=32", "optim.scaling_rule=false")
+    off, _ = run(fake_fashion_mnist, tmp_path / "a", monkeypatch, "data.batch_size=32", "method.ema_scaling_rule=false")
     on, _ = run(fake_fashion_mnist, tmp_path / "b", monkeypatch, "data.batch_size=32")
     for (_, m_off), (_, m_on) in zip(off, on):
         assert m_on == pytest.approx(m_off ** 2)  # kappa = 32 / 16
