@@ -1,5 +1,4 @@
 """The CLI end to end on tiny data, and the one-line errors it promises."""
-import pytest
 
 from ssl_suite.cli import main
 

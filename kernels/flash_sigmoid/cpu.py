@@ -18,7 +18,6 @@ import warnings
 import torch
 from torch import Tensor
 
-from .reference import check_inputs, resolve
 
 # Scores per block (16 MiB in fp32). Each block costs ~8 parallel regions; on an oversubscribed
 # CPU (other processes, DDP ranks with several threads each) every region waits for a time
@@ -136,25 +135,3 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: fl
 
 def _scores_size(blocks: list[tuple[slice, slice]], nk: int) -> int:
     return max(((hs.stop - hs.start) * (rs.stop - rs.start) for hs, rs in blocks), default=0) * nk
-
-
-class SigmoidAttentionCPU(torch.autograd.Function):
-    """Saves q, k, v only; the backward recomputes P block by block."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, scale, bias):
-        ctx.save_for_backward(q, k, v)
-        ctx.scale, ctx.bias = scale, bias
-        return forward(q, k, v, scale, bias)
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v = ctx.saved_tensors
-        return (*backward(do, q, k, v, ctx.scale, ctx.bias), None, None)
-
-
-def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None,
-                      scale: float | None = None) -> Tensor:
-    check_inputs(q, k, v)
-    bias, scale = resolve(q, k, bias, scale)
-    return SigmoidAttentionCPU.apply(q, k, v, scale, bias)

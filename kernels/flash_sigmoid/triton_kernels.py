@@ -21,7 +21,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .reference import check_inputs, resolve
 
 LOG2E = 1.4426950408889634
 
@@ -246,28 +245,6 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float,
     return dq, dk, dv
 
 
-class SigmoidAttentionTriton(torch.autograd.Function):
-    """Saves q, k, v only: P is recomputed in the backward."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, scale, bias):
-        ctx.save_for_backward(q, k, v)
-        ctx.scale, ctx.bias = scale, bias
-        return forward(q, k, v, scale, bias)
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v = ctx.saved_tensors
-        return (*backward(do, q, k, v, ctx.scale, ctx.bias), None, None)
-
-
-def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None,
-                      scale: float | None = None) -> Tensor:
-    check_inputs(q, k, v)
-    bias, scale = resolve(q, k, bias, scale)
-    return SigmoidAttentionTriton.apply(q, k, v, scale, bias)
-
-
 # ---- ahead-of-time compilation (no GPU needed): cubin, PTX, registers and spills ----------
 
 _TL = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
@@ -338,5 +315,5 @@ def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16),
     return rows
 
 
-__all__ = ["sigmoid_attention", "forward", "backward", "block_config", "aot_compile",
-           "ptxas_usage", "aot_report", "interpreted", "SigmoidAttentionTriton"]
+__all__ = ["forward", "backward", "block_config", "aot_compile",
+           "ptxas_usage", "aot_report", "interpreted"]
