@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from .checkpoints import load_backbone_weights
-from .data import eval_dataset
+from .data import eval_dataset, unwrap
 from .eval.features import cache_file, extract_features, file_sha256
 from .eval.knn import knn_classify
 from .eval.linear import linear_probe
@@ -34,7 +34,7 @@ def features(cfg: DictConfig, model, identity: str, split: str, subset: Optional
     dataset = eval_dataset(cfg.data, split, subset)
     meta = dict(weights=identity, model=cfg.model.name, attention=cfg.model.attention,
                 dataset=cfg.data.dataset, root=str(cfg.data.root), split=split, subset=subset,
-                transform=repr(getattr(dataset, "transform", None) or eval_dataset.__name__),
+                transform=repr(unwrap(dataset).transform),
                 pooling=cfg.eval.pooling)
     return extract_features(model, dataset, pooling=cfg.eval.pooling, batch_size=cfg.eval.batch_size,
                             num_workers=cfg.eval.num_workers,

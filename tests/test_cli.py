@@ -53,3 +53,10 @@ def test_checkpoint_of_another_architecture_names_the_mismatch(fake_fashion_mnis
 def test_resume_without_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["pretrain", "configs/demo.yaml", f"output_dir={tmp_path}", "--resume"]) == 2
     assert "cannot resume" in one_line_error(capsys)
+
+
+def test_unknown_model_lists_the_sigmoid_names(fake_fashion_mnist, tmp_path, capsys):
+    assert main(["pretrain", "configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}",
+                 *TINY, "model.name=vit_nope_sigmoid"]) == 2
+    err = one_line_error(capsys)
+    assert "vit_nope_sigmoid" in err and "vit_small_patch16_224_sigmoid" in err

@@ -44,11 +44,16 @@ def first(dataset, n):
     return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
 
 
-def num_classes(dataset) -> int:
+def unwrap(dataset):
+    """The dataset under any ``Subset`` layers (it holds ``classes`` and ``transform``)."""
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
-    return len(dataset.classes)
+    return dataset
 
 
-__all__ = ["DeviceViews", "build_dataset", "device_views", "eval_dataset", "eval_transform", "first", "num_classes",
+def num_classes(dataset) -> int:
+    return len(unwrap(dataset).classes)
+
+
+__all__ = ["DeviceViews", "build_dataset", "device_views", "eval_dataset", "eval_transform", "first", "num_classes", "unwrap",
            "ssl_train_dataset", "ssl_views"]

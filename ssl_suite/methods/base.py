@@ -19,6 +19,7 @@ from torch import Tensor, nn
 import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
 
 from .. import scaling
+from ..errors import UserError
 from ..data import device_views
 
 
@@ -31,7 +32,6 @@ def build_backbone(model_cfg: DictConfig) -> nn.Module:
         return timm.create_model(model_cfg.name, pretrained=False, **kwargs)
     except RuntimeError as err:
         if "Unknown model" in str(err):
-            from ..errors import UserError
             raise UserError(f"model.name={model_cfg.name!r} is not a timm model; sigmoid ViTs: "
                             f"{', '.join(ssl_suite.models.MODEL_NAMES)}") from None
         raise
