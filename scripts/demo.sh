@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-.venv/bin/ssl-suite pretrain configs/demo.yaml "$@"
+.venv/bin/ssl-suite pretrain configs/demo.yaml --overwrite "$@"  # each demo run starts afresh
 .venv/bin/ssl-suite eval all configs/demo.yaml "$@"

@@ -33,10 +33,10 @@ def main() -> None:
     }
     rows = []
     for name, extra in runs.items():
-        slug = name.replace(" ", "_").replace(",", "")
+        slug = f"{name.replace(' ', '_').replace(',', '')}_{args.samples}x{args.epochs}"
         cfg = load_config(args.config, [*args.overrides, *extra, f"data.train_subset={args.samples}",
                                         f"trainer.max_epochs={args.epochs}", f"output_dir=runs/ema_scaling/{slug}"])
-        last = pretrain(cfg)
+        last = pretrain(cfg, overwrite=True)
         result = evaluate(cfg, str(last), ("linear", "knn"), baseline=False)["pretrained"]
         rows.append((name, result["linear"]["top1"], result["knn"]["top1"]))
     print(f"\n| BYOL, {args.samples * args.epochs} samples seen | linear top-1 (%) | kNN top-1 (%) |\n|---|---|---|")

@@ -19,6 +19,8 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3")
     pre.add_argument("--resume", nargs="?", const="last", default=None,
                      help="resume from output_dir/checkpoints/last.ckpt, or from the given checkpoint")
+    pre.add_argument("--overwrite", action="store_true",
+                     help="start afresh even if output_dir already holds checkpoints (they are deleted)")
     ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init")
     ev.add_argument("probe", choices=["linear", "knn", "all"])
     ev.add_argument("config")
@@ -35,7 +37,7 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, args.overrides)
         if args.command == "pretrain":
             from .train import pretrain
-            path = pretrain(cfg, resume=args.resume)
+            path = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
             print(f"last checkpoint: {path}")
         else:
             from .evaluate import PROBES, evaluate, markdown_table

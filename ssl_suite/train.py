@@ -29,8 +29,10 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
     t = cfg.trainer
     out = Path(cfg.output_dir)
     callbacks = [
+        # No version counter: last.ckpt is always the newest, never a stale one beside last-v1.ckpt.
         ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="epoch{epoch:03d}", auto_insert_metric_name=False,
-                        save_last=True, save_top_k=-1, every_n_epochs=t.checkpoint_every_n_epochs),
+                        save_last=True, save_top_k=-1, every_n_epochs=t.checkpoint_every_n_epochs,
+                        enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=10),
     ]
@@ -47,9 +49,16 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
     return pl.Trainer(**kwargs)
 
 
-def resume_path(cfg: DictConfig, resume: Optional[str]) -> Optional[str]:
-    """``--resume`` alone means this run's last.ckpt; a path means that checkpoint."""
+def resume_path(cfg: DictConfig, resume: Optional[str], overwrite: bool = False) -> Optional[str]:
+    """``--resume`` alone means this run's last.ckpt; a path means that checkpoint. A fresh run
+    never silently replaces another run's checkpoints: ``overwrite`` removes them first."""
     if resume is None:
+        existing = sorted(checkpoint_dir(cfg).glob("*.ckpt"))
+        if existing and not overwrite:
+            raise UserError(f"{checkpoint_dir(cfg)} already holds checkpoints ({existing[-1].name}, ...): "
+                            "pass --resume to continue that run, --overwrite to start again, or another output_dir=")
+        for path in existing:
+            path.unlink()
         return None
     path = checkpoint_dir(cfg) / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
@@ -65,10 +74,10 @@ def loader(dataset, cfg: DictConfig, train: bool) -> DataLoader:
 
 
 def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence = (),
-             **trainer_overrides) -> Path:
+             overwrite: bool = False, **trainer_overrides) -> Path:
     """Train ``cfg.method`` and return the path of the last checkpoint; ``callbacks`` are
     added to the standard ones (checkpoints, learning-rate monitor, progress bar)."""
-    ckpt = resume_path(cfg, resume)
+    ckpt = resume_path(cfg, resume, overwrite)
     pl.seed_everything(cfg.seed, workers=True)
     train_set = ssl_train_dataset(cfg.data)
     val_set = eval_dataset(cfg.data, cfg.data.eval_split)

@@ -60,3 +60,18 @@ def test_unknown_model_lists_the_sigmoid_names(fake_fashion_mnist, tmp_path, cap
                  *TINY, "model.name=vit_nope_sigmoid"]) == 2
     err = one_line_error(capsys)
     assert "vit_nope_sigmoid" in err and "vit_small_patch16_224_sigmoid" in err
+
+
+def test_fresh_run_never_silently_replaces_checkpoints(fake_fashion_mnist, tmp_path, capsys):
+    import torch
+    args = ["pretrain", "configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", *TINY]
+    assert main(args) == 0
+    first = (tmp_path / "checkpoints" / "last.ckpt").read_bytes()
+    assert main(args) == 2
+    assert "already holds checkpoints" in one_line_error(capsys)
+    assert (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == first  # nothing lost
+    assert main([*args, "trainer.max_steps=3", "--overwrite"]) == 0
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert "last-v1.ckpt" not in ckpts
+    step = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+    assert step == 3  # last.ckpt is the new run's
