@@ -51,14 +51,12 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
 
 def resume_path(cfg: DictConfig, resume: Optional[str], overwrite: bool = False) -> Optional[str]:
     """``--resume`` alone means this run's last.ckpt; a path means that checkpoint. A fresh run
-    never silently replaces another run's checkpoints: ``overwrite`` removes them first."""
+    never silently replaces another run's checkpoints: it needs ``overwrite``."""
     if resume is None:
         existing = sorted(checkpoint_dir(cfg).glob("*.ckpt"))
         if existing and not overwrite:
             raise UserError(f"{checkpoint_dir(cfg)} already holds checkpoints ({existing[-1].name}, ...): "
                             "pass --resume to continue that run, --overwrite to start again, or another output_dir=")
-        for path in existing:
-            path.unlink()
         return None
     path = checkpoint_dir(cfg) / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
@@ -87,6 +85,9 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
     trainer = build_trainer(cfg, **trainer_overrides)
     trainer.callbacks.extend(callbacks)
     if trainer.is_global_zero:
+        if ckpt is None:  # everything built: only now drop the old run's checkpoints (overwrite)
+            for path in checkpoint_dir(cfg).glob("*.ckpt"):
+                path.unlink()
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))
     trainer.fit(method, loader(train_set, cfg, True), loader(val_set, cfg, False), ckpt_path=ckpt)
