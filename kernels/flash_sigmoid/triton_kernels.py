@@ -32,6 +32,16 @@ def _sigmoid2(s, scale2, bias2):
 
 
 @triton.jit
+def _load_tile(ptr, rows, stride, cols, n_rows, n_cols, UPCAST: tl.constexpr):
+    # rows x cols of a row-major (n_rows, n_cols) matrix; out-of-range entries load as 0
+    t = tl.load(ptr + rows[:, None] * stride + cols[None, :],
+                mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols), other=0.0)
+    if UPCAST:
+        t = t.to(tl.float32)
+    return t
+
+
+@triton.jit
 def _fwd_kernel(Q, K, V, O, scale2, bias2,
                 sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
                 H, NQ, NK,
@@ -49,21 +59,16 @@ def _fwd_kernel(Q, K, V, O, scale2, bias2,
     Q += b * sqb + h * sqh
     K += b * skb + h * skh
     V += b * svb + h * svh
-    q = tl.load(Q + offs_m[:, None] * sqn + offs_d[None, :],
-                mask=(offs_m[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
-    if UPCAST:
-        q = q.to(tl.float32)
+    q = _load_tile(Q, offs_m, sqn, offs_d, NQ, D, UPCAST)
     acc = tl.zeros((BLOCK_M, BLOCK_DV), dtype=tl.float32)
     for start_n in range(0, NK, BLOCK_N):
         cols = start_n + offs_n
         # K loaded transposed (BLOCK_D, BLOCK_N); out-of-range keys load 0 and are masked in P
         kt = tl.load(K + cols[None, :] * skn + offs_d[:, None],
                      mask=(cols[None, :] < NK) & (offs_d[:, None] < D), other=0.0)
-        v = tl.load(V + cols[:, None] * svn + offs_dv[None, :],
-                    mask=(cols[:, None] < NK) & (offs_dv[None, :] < DV), other=0.0)
         if UPCAST:
             kt = kt.to(tl.float32)
-            v = v.to(tl.float32)
+        v = _load_tile(V, cols, svn, offs_dv, NK, DV, UPCAST)
         p = _sigmoid2(tl.dot(q, kt, input_precision=PREC), scale2, bias2)
         p = tl.where(cols[None, :] < NK, p, 0.0)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
@@ -92,24 +97,14 @@ def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV_, scale, scale2, bias2,
     Q += b * sqb + h * sqh
     DO += b * sdob + h * sdoh
     kmask = offs_n[:, None] < NK
-    k = tl.load(K + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :],
-                mask=kmask & (offs_d[None, :] < D), other=0.0)
-    v = tl.load(V + b * svb + h * svh + offs_n[:, None] * svn + offs_dv[None, :],
-                mask=kmask & (offs_dv[None, :] < DV), other=0.0)
-    if UPCAST:
-        k = k.to(tl.float32)
-        v = v.to(tl.float32)
+    k = _load_tile(K + b * skb + h * skh, offs_n, skn, offs_d, NK, D, UPCAST)
+    v = _load_tile(V + b * svb + h * svh, offs_n, svn, offs_dv, NK, DV, UPCAST)
     dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_DV), dtype=tl.float32)
     for start_m in range(0, NQ, BLOCK_M):
         rows = start_m + offs_m
-        q = tl.load(Q + rows[:, None] * sqn + offs_d[None, :],
-                    mask=(rows[:, None] < NQ) & (offs_d[None, :] < D), other=0.0)
-        do = tl.load(DO + rows[:, None] * sdon + offs_dv[None, :],
-                     mask=(rows[:, None] < NQ) & (offs_dv[None, :] < DV), other=0.0)
-        if UPCAST:
-            q = q.to(tl.float32)
-            do = do.to(tl.float32)
+        q = _load_tile(Q, rows, sqn, offs_d, NQ, D, UPCAST)
+        do = _load_tile(DO, rows, sdon, offs_dv, NQ, DV, UPCAST)
         pt = _sigmoid2(tl.dot(k, tl.trans(q), input_precision=PREC), scale2, bias2)
         pt = tl.where(kmask & (rows[None, :] < NQ), pt, 0.0)
         dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PREC)
@@ -142,23 +137,13 @@ def _bwd_dq_kernel(Q, K, V, DO, DQ, scale, scale2, bias2,
     K += b * skb + h * skh
     V += b * svb + h * svh
     qmask = offs_m[:, None] < NQ
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
-                mask=qmask & (offs_d[None, :] < D), other=0.0)
-    do = tl.load(DO + b * sdob + h * sdoh + offs_m[:, None] * sdon + offs_dv[None, :],
-                 mask=qmask & (offs_dv[None, :] < DV), other=0.0)
-    if UPCAST:
-        q = q.to(tl.float32)
-        do = do.to(tl.float32)
+    q = _load_tile(Q + b * sqb + h * sqh, offs_m, sqn, offs_d, NQ, D, UPCAST)
+    do = _load_tile(DO + b * sdob + h * sdoh, offs_m, sdon, offs_dv, NQ, DV, UPCAST)
     dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     for start_n in range(0, NK, BLOCK_N):
         cols = start_n + offs_n
-        k = tl.load(K + cols[:, None] * skn + offs_d[None, :],
-                    mask=(cols[:, None] < NK) & (offs_d[None, :] < D), other=0.0)
-        v = tl.load(V + cols[:, None] * svn + offs_dv[None, :],
-                    mask=(cols[:, None] < NK) & (offs_dv[None, :] < DV), other=0.0)
-        if UPCAST:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
+        k = _load_tile(K, cols, skn, offs_d, NK, D, UPCAST)
+        v = _load_tile(V, cols, svn, offs_dv, NK, DV, UPCAST)
         p = _sigmoid2(tl.dot(q, tl.trans(k), input_precision=PREC), scale2, bias2)
         dp = tl.dot(do, tl.trans(v), input_precision=PREC)
         ds = tl.where(cols[None, :] < NK, dp * p * (1.0 - p), 0.0)
