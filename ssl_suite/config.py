@@ -56,14 +56,25 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = "simclr"  # simclr | polyview
+    name: str = "simclr"  # simclr | polyview | byol | mae | ijepa
     objective: str = "geometric"  # polyview: geometric | arithmetic | multicrop
     temperature: float = 0.1
     proj_hidden_dim: int = 512
     proj_output_dim: int = 128
     pred_hidden_dim: int = 512  # byol predictor
-    momentum_base: float = 0.99  # byol: EMA momentum at the base batch, cosine schedule to 1
+    momentum_base: float = 0.99  # byol (cosine to 1) / ijepa (linear to 1): EMA momentum at the base batch
     ema_scaling_rule: bool = True  # EMA momentum rho -> rho^kappa at kappa x the base batch
+    # mae decoder / ijepa predictor: a narrow stack of the suite's attention blocks
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    mask_ratio: float = 0.75  # mae: fraction of patches hidden from the encoder
+    norm_pix_loss: bool = True  # mae: targets normalised per patch
+    num_targets: int = 4  # ijepa: target blocks per image
+    target_scale: List[float] = field(default_factory=lambda: [0.15, 0.2])  # ijepa: fraction of the patches
+    target_aspect: List[float] = field(default_factory=lambda: [0.75, 1.5])  # ijepa: height / width
+    context_scale: List[float] = field(default_factory=lambda: [0.85, 1.0])
+    min_context: int = 10  # ijepa: fewest context patches after removing the targets
 
 
 @dataclass
@@ -125,13 +136,17 @@ CHOICES = {
     "model.attention": ("sigmoid", "softmax"),
     "data.dataset": ("fashion_mnist", "imagefolder"),
     "data.augment_on": ("cpu", "device"),
-    "method.name": ("simclr", "polyview", "byol"),
+    "method.name": ("simclr", "polyview", "byol", "mae", "ijepa"),
     "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),
     "eval.pooling": ("cls", "avg"),
 }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
-            "trainer.accumulate_grad_batches", "eval.batch_size", "eval.knn_k")
+            "trainer.accumulate_grad_batches", "eval.batch_size", "eval.knn_k", "method.decoder_dim",
+            "method.decoder_depth", "method.decoder_heads", "method.num_targets", "method.min_context")
+# Views per sample each objective takes: (fewest, most); None = no upper limit.
+NUM_VIEWS = {"simclr": (2, 2), "polyview": (2, None), "byol": (2, 2), "mae": (1, 1), "ijepa": (1, 1)}
+RANGES = ("method.target_scale", "method.target_aspect", "method.context_scale")
 
 
 def _valid_keys(schema: Any, dotted: str) -> list[str]:
@@ -167,8 +182,18 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"config method.temperature must be positive, got {cfg.method.temperature}")
     if not 0 <= cfg.method.momentum_base < 1:
         raise UserError(f"config method.momentum_base must lie in [0, 1), got {cfg.method.momentum_base}")
-    if cfg.data.num_views < 2:
-        raise UserError(f"config data.num_views must be at least 2, got {cfg.data.num_views}")
+    lo, hi = NUM_VIEWS[cfg.method.name]
+    if not lo <= cfg.data.num_views <= (hi or cfg.data.num_views):
+        want = f"{lo}" if lo == hi else f"at least {lo}"
+        hint = "; use method.name=polyview for more" if cfg.method.name == "simclr" else ""
+        raise UserError(f"method.name={cfg.method.name} takes {want} view(s) per image, "
+                        f"got data.num_views={cfg.data.num_views}{hint}")
+    if not 0 < cfg.method.mask_ratio < 1:
+        raise UserError(f"config method.mask_ratio must lie in (0, 1), got {cfg.method.mask_ratio}")
+    for key in RANGES:
+        lo_hi = list(OmegaConf.select(cfg, key))
+        if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+            raise UserError(f"config {key} must be [low, high] with 0 < low <= high, got {lo_hi}")
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> DictConfig:

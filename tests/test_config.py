@@ -26,7 +26,10 @@ def test_file_then_overrides_take_precedence(tmp_path):
     ("trainer.max_epochs=three", r"bad value for 'trainer.max_epochs'"),
     ("model.attention=relu", r"model.attention='relu': expected one of sigmoid, softmax"),
     ("data.batch_size=0", r"data.batch_size must be positive"),
-    ("data.num_views=1", r"num_views must be at least 2"),
+    ("data.num_views=1", r"method.name=simclr takes 2 view\(s\) per image, got data.num_views=1"),
+    ("method.mask_ratio=1.0", r"method.mask_ratio must lie in \(0, 1\), got 1.0"),
+    ("method.mask_ratio=0", r"method.mask_ratio must lie in \(0, 1\)"),
+    ("method.target_scale=[0.3,0.1]", r"method.target_scale must be \[low, high\]"),
     ("trainer.max_epochs", r"not of the form key=value"),
 ])
 def test_bad_overrides_are_one_line_errors(override, match):

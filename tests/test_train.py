@@ -20,7 +20,7 @@ def test_imagenet_config_runs_one_step_on_tiny_image_folder(config, tiny_image_f
     last = pretrain(cfg, limit_val_batches=1)
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 1
-    assert ckpt["state_dict"]["backbone.pos_embed"].shape == (1, 197, 384)
+    assert ckpt["state_dict"]["backbone.pos_embed"].shape[:2] == (1, 197)  # class token + 14 x 14 patches
     assert (tmp_path / "run" / "config.yaml").exists()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 

@@ -1,13 +1,16 @@
 """SSL objectives as LightningModules, looked up by the config's ``method.name``."""
-from .base import SSLMethod, build_backbone
+from .base import EMATargetMethod, SSLMethod, build_backbone
 from .byol import BYOL
+from .ijepa import IJEPA
+from .mae import MAE
 from .simclr import Contrastive, PolyView, SimCLR
 
-METHODS = {"simclr": Contrastive, "polyview": Contrastive, "byol": BYOL}
+METHODS = {"simclr": Contrastive, "polyview": Contrastive, "byol": BYOL, "mae": MAE, "ijepa": IJEPA}
 
 
 def build_method(cfg, num_classes: int) -> SSLMethod:
     return METHODS[cfg.method.name](cfg, num_classes)
 
 
-__all__ = ["BYOL", "METHODS", "Contrastive", "PolyView", "SSLMethod", "SimCLR", "build_backbone", "build_method"]
+__all__ = ["BYOL", "EMATargetMethod", "IJEPA", "MAE", "METHODS", "Contrastive", "PolyView", "SSLMethod", "SimCLR",
+           "build_backbone", "build_method"]

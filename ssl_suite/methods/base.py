@@ -19,8 +19,9 @@ from torch import Tensor, nn
 import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
 
 from .. import scaling
-from ..errors import UserError
 from ..data import device_views
+from ..ema import EMATarget
+from ..errors import UserError
 
 
 def build_backbone(model_cfg: DictConfig) -> nn.Module:
@@ -37,6 +38,20 @@ def build_backbone(model_cfg: DictConfig) -> nn.Module:
         raise
 
 
+def check_image_size(backbone: nn.Module, image_size: int, model_name: str) -> None:
+    """The data's image size must tile into the ViT's patches and match its position table."""
+    patch_embed = getattr(backbone, "patch_embed", None)
+    if patch_embed is None:
+        return
+    patch = patch_embed.patch_size[0]
+    if image_size % patch:
+        raise UserError(f"data.image_size={image_size} is not divisible by the patch size {patch} of {model_name}")
+    expected = patch_embed.img_size[0] if patch_embed.img_size is not None else image_size
+    if image_size != expected and not getattr(patch_embed, "dynamic_img_size", False):
+        raise UserError(f"data.image_size={image_size} but {model_name} takes {expected} px images; "
+                        f"choose a model built for {image_size} px")
+
+
 class SSLMethod(pl.LightningModule):
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__()
@@ -45,6 +60,7 @@ class SSLMethod(pl.LightningModule):
                                    "num_classes": num_classes})
         self.cfg = cfg
         self.backbone = build_backbone(cfg.model)
+        check_image_size(self.backbone, cfg.data.image_size, cfg.model.name)
         self.device_views = device_views(cfg.data)
         self.online_classifier = OnlineLinearClassifier(
             self.backbone.num_features, num_classes, topk=(1, min(5, num_classes)))
@@ -111,3 +127,35 @@ class SSLMethod(pl.LightningModule):
     def on_train_start(self) -> None:
         if self.logger is not None:  # the derived hyperparameters, visible in TensorBoard
             self.logger.log_metrics(self.scaled.as_metrics(), step=self.trainer.global_step)
+
+
+class EMATargetMethod(SSLMethod):
+    """A method with an EMA target network (BYOL, I-JEPA). The subclass sets ``self.target``
+    (an ``EMATarget`` of ``online_network()``); here: kappa from the scaling rule, momentum by
+    fraction of samples seen, one update per optimizer step (not per micro-batch)."""
+
+    target: EMATarget
+
+    def online_network(self) -> nn.Module:
+        raise NotImplementedError
+
+    def ema_momentum(self) -> float:
+        return self.target.momentum_at(self.training_progress())
+
+    def configure_optimizers(self):
+        out = super().configure_optimizers()
+        self.target.kappa = self.scaled.kappa if self.cfg.method.ema_scaling_rule else 1.0
+        rank_zero_info(f"[scaling] EMA momentum: rho(p)^{self.target.kappa:g}, rho_base {self.target.rho_base} "
+                       f"-> {self.target.momentum_at(0.0):.6g} at the start ({self.target.schedule} to 1)")
+        return out
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.logger is not None:
+            self.logger.log_metrics({"scaling/ema_kappa": self.target.kappa,
+                                     "scaling/ema_momentum_start": self.target.momentum_at(0.0)})
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        # Lightning calls this once per optimizer step (after all accumulated micro-batches).
+        self.target.update(self.online_network(), self.ema_momentum())

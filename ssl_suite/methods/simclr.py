@@ -14,7 +14,6 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from omegaconf import DictConfig
 
-from ..errors import UserError
 from ..losses import PolyViewLoss
 from .base import SSLMethod
 
@@ -25,9 +24,7 @@ class Contrastive(SSLMethod):
         m = cfg.method
         self.num_views = cfg.data.num_views
         self.projection_head = SimCLRProjectionHead(self.backbone.num_features, m.proj_hidden_dim, m.proj_output_dim)
-        if m.name == "simclr":
-            if self.num_views != 2:
-                raise UserError(f"simclr takes 2 views (data.num_views={self.num_views}); use method.name=polyview")
+        if m.name == "simclr":  # 2 views (config.NUM_VIEWS)
             self.criterion = NTXentLoss(temperature=m.temperature, gather_distributed=True)
         else:
             self.criterion = PolyViewLoss(m.objective, m.temperature, gather_distributed=True)

@@ -59,6 +59,5 @@ def test_polyview_step_uses_all_m_views():
 def test_simclr_rejects_more_than_two_views():
     import pytest
     from ssl_suite.errors import UserError
-    cfg = load_config(None, ["model.name=vit_nano_patch7_28_sigmoid", "data.num_views=3"])
-    with pytest.raises(UserError, match="method.name=polyview"):
-        SimCLR(cfg, num_classes=10)
+    with pytest.raises(UserError, match="takes 2 view.*num_views=3; use method.name=polyview"):
+        load_config(None, ["model.name=vit_nano_patch7_28_sigmoid", "data.num_views=3"])

@@ -1,0 +1,83 @@
+"""I-JEPA (Assran et al., CVPR 2023) with the suite's attention in both encoders and the predictor.
+
+Per image: one context block and ``num_targets`` target blocks (``data.masking.multiblock_masks``).
+The target encoder, an EMA of the context encoder (linear schedule ``momentum_base`` -> 1,
+raised to kappa by the EMA scaling rule), encodes the whole image without gradient; its patch
+outputs, layer-normed without affine parameters, at the target blocks are the targets. The
+context encoder sees the class token and the context patches only; the predictor, a narrow
+stack of suite blocks, gets them with mask tokens at the target positions and predicts the
+targets. Loss: smooth L1. Sigmoid attention's bias follows each call's number of keys.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightly.models.utils import apply_masks, get_at_index
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from ..data.masking import multiblock_masks, with_prefix
+from ..ema import EMATarget
+from ..models.decoder import SuiteDecoder
+from .base import EMATargetMethod
+from .mae import masked_encoder
+
+
+class Predictor(nn.Module):
+    """Context tokens + one query per target patch -> predicted target-encoder outputs."""
+
+    def __init__(self, num_patches: int, dim: int, width: int, depth: int, heads: int, num_prefix_tokens: int,
+                 attention: str, sigmoid_bias) -> None:
+        super().__init__()
+        self.embed = nn.Linear(dim, width)
+        self.decoder = SuiteDecoder(num_patches, width, depth, heads, num_prefix_tokens, attention, sigmoid_bias)
+        self.proj = nn.Linear(width, dim)
+
+    def forward(self, context: Tensor, context_idx: Tensor, target_idx: list[Tensor]) -> Tensor:
+        """context (B, Nc, D) at token positions context_idx (B, Nc); target_idx: T x (B, Nt)
+        token positions. Returns (T * B, Nt, D), target block major (as ``apply_masks``)."""
+        positions = self.decoder.pos_embed.expand(len(context), -1, -1)
+        x = self.embed(context) + get_at_index(positions, context_idx)
+        queries = torch.cat([get_at_index(positions, idx) for idx in target_idx]) + self.decoder.mask_token
+        x = torch.cat([x.repeat(len(target_idx), 1, 1), queries], dim=1)
+        return self.proj(self.decoder.decode(x)[:, context.shape[1]:])
+
+
+class IJEPA(EMATargetMethod):
+    def __init__(self, cfg: DictConfig, num_classes: int) -> None:
+        super().__init__(cfg, num_classes)
+        m, vit = cfg.method, self.backbone
+        self.grid = tuple(vit.patch_embed.grid_size)
+        self.num_prefix = vit.num_prefix_tokens
+        self.encoder = masked_encoder(vit)
+        self.predictor = Predictor(vit.patch_embed.num_patches, vit.embed_dim, m.decoder_dim, m.decoder_depth,
+                                   m.decoder_heads, self.num_prefix, cfg.model.attention, cfg.model.sigmoid_bias)
+        self.target = EMATarget(self.encoder, m.momentum_base, "linear")
+        self.mask_args = dict(num_targets=m.num_targets, target_scale=tuple(m.target_scale),
+                              target_aspect=tuple(m.target_aspect), context_scale=tuple(m.context_scale),
+                              min_context=m.min_context)
+
+    def online_network(self) -> nn.Module:
+        return self.encoder
+
+    @torch.no_grad()
+    def targets(self, images: Tensor, target_idx: list[Tensor]) -> Tensor:
+        h = self.target.model.encode(images)
+        h = F.layer_norm(h, h.shape[-1:])
+        return apply_masks(h, target_idx)
+
+    def training_step(self, batch, batch_idx: int):
+        (images,), labels = batch
+        masks = multiblock_masks(len(images), self.grid, device=images.device, **self.mask_args)
+        context_idx = with_prefix(masks.context, self.num_prefix)
+        target_idx = [idx + self.num_prefix for idx in masks.targets]
+        target = self.targets(images, target_idx)
+        context = self.encoder.encode(images, idx_keep=context_idx)
+        pred = self.predictor(context, context_idx, target_idx)
+        loss = F.smooth_l1_loss(pred, target)
+        # Collapse shows first as a shrinking spread of the predictions across patches and images.
+        self.log_dict({"train_loss": loss, "ema_momentum": self.ema_momentum(),
+                       "pred_std": pred.detach().flatten(0, 1).std(0).mean(),
+                       "context_patches": float(masks.context.shape[1])},
+                      prog_bar=True, sync_dist=True, batch_size=len(labels))
+        return loss + self.online_probe(context[:, 0], labels, batch_idx)
