@@ -36,6 +36,9 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load strictly; a checkpoint of another architecture names the mismatch in one line."""
     state = read_state_dict(path)
     own = model.state_dict()
+    head = getattr(model, "pretrained_cfg", {}).get("classifier") or ("head" if hasattr(model, "head") else None)
+    if head and not any(k.startswith(head + ".") for k in own):  # a headless probe model: drop the classifier
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -52,3 +55,47 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> nn.Module:
                         f" ({getattr(model, 'default_cfg', {}).get('architecture', '?')}): {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def checkpoint_model_name(path: str | Path) -> str:
+    """The timm name a suite checkpoint was trained with (from its saved config)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return blob["hyper_parameters"]["config"]["model"]["name"]
+    except (KeyError, TypeError):
+        raise UserError(f"{path} is not an ssl-suite Lightning checkpoint (no saved config): "
+                        "pass --model NAME") from None
+
+
+def export_backbone(checkpoint: str | Path, out: str | Path, model_name: str | None = None,
+                    overwrite: bool = False) -> tuple[Path, str]:
+    """Write the backbone of ``checkpoint`` as safetensors that
+    ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=out))`` loads.
+    The weights are first loaded strictly into a freshly built backbone, so a file that would
+    not load is never written; the file appears whole or not at all (temporary file + rename)."""
+    import os
+    import tempfile
+
+    import timm
+    from safetensors.torch import save_file
+
+    import ssl_suite.models  # noqa: F401  (registers the sigmoid names)
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise UserError(f"export path must end in .safetensors, got {out}")
+    if out.exists() and not overwrite:
+        raise UserError(f"export path {out} exists; pass --overwrite to replace it")
+    name = model_name or checkpoint_model_name(checkpoint)
+    model = load_backbone_weights(timm.create_model(name, pretrained=False, num_classes=0), checkpoint)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"model": name, "source": str(checkpoint)})
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return out, name

@@ -1,4 +1,4 @@
-"""``ssl-suite pretrain | eval``: thin argument parsing over train.py and evaluate.py.
+"""``ssl-suite pretrain | eval | export``: thin argument parsing over train.py and evaluate.py.
 
 Mistakes a user can fix (missing data, unknown config keys, mismatched checkpoints) print one
 line and exit with status 2, never a deep stack trace.
@@ -22,17 +22,28 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--overwrite", action="store_true",
                      help="start afresh even if output_dir already holds checkpoints (they are deleted)")
     ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init")
-    ev.add_argument("probe", choices=["linear", "knn", "all"])
+    ev.add_argument("probe", choices=["linear", "logistic", "knn", "fewshot", "fairness", "calibration", "all"])
     ev.add_argument("config")
     ev.add_argument("overrides", nargs="*")
     ev.add_argument("--checkpoint", help="Lightning .ckpt or .safetensors (default: the run's last.ckpt)")
     ev.add_argument("--no-baseline", action="store_true", help="skip the random-init backbone")
+    ex = sub.add_parser("export", help="write a checkpoint's backbone as safetensors for timm.create_model")
+    ex.add_argument("checkpoint", help="Lightning .ckpt from ssl-suite pretrain")
+    ex.add_argument("out", help="OUT.safetensors")
+    ex.add_argument("--model", help="timm name (default: the one in the checkpoint's config)")
+    ex.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "export":
+            from .checkpoints import export_backbone
+            out, name = export_backbone(args.checkpoint, args.out, args.model, args.overwrite)
+            print(f"{name} backbone written to {out}; load it with timm.create_model({name!r}, pretrained=True, "
+                  f"pretrained_cfg_overlay=dict(file={str(out)!r})) after `import ssl_suite`")
+            return 0
         from .config import load_config
         cfg = load_config(args.config, args.overrides)
         if args.command == "pretrain":
@@ -40,12 +51,14 @@ def main(argv=None) -> int:
             path = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
             print(f"last checkpoint: {path}")
         else:
-            from .evaluate import PROBES, evaluate, markdown_table
+            from .evaluate import PROBES, evaluate, markdown_table, save_results
             from .train import checkpoint_dir
             checkpoint = args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
             probes = PROBES if args.probe == "all" else (args.probe,)
             rows = evaluate(cfg, checkpoint, probes, baseline=not args.no_baseline)
             print(markdown_table(rows, cfg))
+            json_path, md_path = save_results(rows, cfg, checkpoint)
+            print(f"\nresults: {json_path} and {md_path}")
     except UserError as err:
         print(f"ssl-suite: error: {err}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ class DataConfig:
     num_views: int = 2  # views per sample (M); samples per batch = batch_size
     augment_on: str = "cpu"  # cpu: lightly transforms in loader workers | device: kornia on batches
     train_subset: Optional[int] = None  # first N training images (quick runs)
+    skip_bad_images: bool = False  # ImageFolder: drop (and count) unreadable files instead of stopping
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -109,15 +110,27 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    pooling: str = "cls"  # cls | avg
+    pooling: str = "cls"  # cls | avg | cls_last:K (class tokens of the last K blocks)
     batch_size: int = 512
     num_workers: int = 0  # loader workers for feature extraction (cheap transforms: 0 avoids oversubscribing)
     train_subset: Optional[int] = None  # probe on the first N training images
+    # linear: MAE's probe (BN without affine + linear, SGD, cosine) on cached features
     linear_epochs: int = 30
     linear_lr: float = 0.1
     linear_batch_size: int = 1024
-    knn_k: int = 20
+    linear_augment: bool = False  # train the probe on augmented images on the fly (not cached)
+    # logistic: L-BFGS logistic regression, C chosen on a held-out part of train (DINOv2)
+    logistic_Cs: Optional[List[float]] = None  # None: the default log-spaced grid
+    logistic_val_fraction: float = 0.1
+    knn_k: List[int] = field(default_factory=lambda: [10, 20, 100, 200])  # the first 20 (or first k) is tabled
     knn_temperature: float = 0.07
+    fewshot_shots: List[int] = field(default_factory=lambda: [1, 2, 5])
+    fewshot_percents: List[float] = field(default_factory=lambda: [1.0])
+    fewshot_splits: int = 5
+    fairness_data: str = "spurious_fashion"  # spurious_fashion (built offline) | csv
+    fairness_root: Optional[str] = None  # csv: a folder with train.csv and test.csv (path,label,group)
+    fairness_correlation: float = 0.95  # spurious_fashion: P(attribute = label) in train
+    calibration_bins: int = 15
 
 
 @dataclass
@@ -139,10 +152,10 @@ CHOICES = {
     "method.name": ("simclr", "polyview", "byol", "mae", "ijepa"),
     "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),
-    "eval.pooling": ("cls", "avg"),
+    "eval.fairness_data": ("spurious_fashion", "csv"),
 }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
-            "trainer.accumulate_grad_batches", "eval.batch_size", "eval.knn_k", "method.decoder_dim",
+            "trainer.accumulate_grad_batches", "eval.batch_size", "eval.fewshot_splits", "eval.calibration_bins", "method.decoder_dim",
             "method.decoder_depth", "method.decoder_heads", "method.num_targets", "method.min_context")
 # Views per sample each objective takes: (fewest, most); None = no upper limit.
 NUM_VIEWS = {"simclr": (2, 2), "polyview": (2, None), "byol": (2, 2), "mae": (1, 1), "ijepa": (1, 1)}
@@ -182,6 +195,14 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"config method.temperature must be positive, got {cfg.method.temperature}")
     if not 0 <= cfg.method.momentum_base < 1:
         raise UserError(f"config method.momentum_base must lie in [0, 1), got {cfg.method.momentum_base}")
+    pooling = cfg.eval.pooling
+    if pooling not in ("cls", "avg") and not (pooling.startswith("cls_last:") and pooling[9:].isdigit()
+                                               and int(pooling[9:]) > 0):
+        raise UserError(f"config eval.pooling={pooling!r}: expected cls, avg or cls_last:K with K >= 1")
+    for key in ("eval.knn_k", "eval.fewshot_shots", "eval.fewshot_percents"):
+        values = list(OmegaConf.select(cfg, key))
+        if not values or min(values) <= 0:
+            raise UserError(f"config {key} must be a non-empty list of positive numbers, got {values}")
     lo, hi = NUM_VIEWS[cfg.method.name]
     if not lo <= cfg.data.num_views <= (hi or cfg.data.num_views):
         want = f"{lo}" if lo == hi else f"at least {lo}"

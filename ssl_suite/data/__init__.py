@@ -21,7 +21,8 @@ def ssl_train_dataset(data_cfg):
                               **_view_args(data_cfg))
     else:
         transform = tensor_transform(data_cfg.image_size, data_cfg.resize_for_eval)
-    dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, transform, data_cfg.root, data_cfg.download)
+    dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, transform, data_cfg.root, data_cfg.download,
+                            skip_bad=data_cfg.skip_bad_images)
     return first(dataset, data_cfg.train_subset)
 
 
@@ -35,7 +36,8 @@ def device_views(data_cfg):
 def eval_dataset(data_cfg, split: str, subset=None):
     """A split with the deterministic eval transform (for probes and validation)."""
     transform = eval_transform(data_cfg.image_size, data_cfg.mean, data_cfg.std, data_cfg.resize_for_eval)
-    dataset = build_dataset(data_cfg.dataset, split, transform, data_cfg.root, data_cfg.download)
+    dataset = build_dataset(data_cfg.dataset, split, transform, data_cfg.root, data_cfg.download,
+                            skip_bad=data_cfg.skip_bad_images)
     return first(dataset, subset)
 
 

@@ -111,26 +111,41 @@ def fashion_mnist(split: str, transform: Optional[Callable] = None, root: Option
     return ArrayImageDataset(images, labels, transform, rgb, FASHION_MNIST_CLASSES)
 
 
-def image_folder(root: str, split: str, transform: Optional[Callable] = None):
-    """torchvision ImageFolder at ``root/split/<class>/*``; images load as RGB whatever their mode."""
+def image_folder(root: str, split: str, transform: Optional[Callable] = None, skip_bad: bool = False):
+    """torchvision ImageFolder at ``root/split/<class>/*``; images load as RGB whatever their mode.
+
+    An unreadable file raises a one-line ``UserError`` naming it when read; with ``skip_bad`` the
+    split is decoded once up front and unreadable files are dropped, warned about and listed in
+    ``.skipped`` (always present, empty without ``skip_bad``)."""
     from torchvision.datasets import ImageFolder
+
+    from .images import drop_unreadable, empty_class_folders, read_rgb
 
     path = Path(root).expanduser() / split
     if not path.is_dir():
         raise UserError(f"ImageFolder split not found: {path} (expected {root}/{split}/<class>/<image>)")
     try:
-        return ImageFolder(str(path), transform=transform)
+        dataset = ImageFolder(str(path), transform=transform, loader=read_rgb)
     except (FileNotFoundError, RuntimeError) as err:  # torchvision: no class folders / no images
+        empty = empty_class_folders(str(path))
+        if empty:
+            raise UserError(f"ImageFolder class folder(s) with no images: {', '.join(empty)} "
+                            "(expected image files such as .jpg, .jpeg, .png in each)") from None
         raise UserError(f"ImageFolder {path}: {err}") from None
+    dataset.skipped = []
+    if skip_bad:
+        drop_unreadable(dataset, str(path))
+    return dataset
 
 
 def build_dataset(name: str, split: str, transform: Optional[Callable] = None,
-                  root: Optional[str] = None, download: bool = False):
-    """The dataset named in a config: 'fashion_mnist' or 'imagefolder' (needs root)."""
+                  root: Optional[str] = None, download: bool = False, skip_bad: bool = False):
+    """The dataset named in a config: 'fashion_mnist' or 'imagefolder' (needs root). ``skip_bad``
+    (data.skip_bad_images) drops unreadable ImageFolder files; Fashion-MNIST has none to drop."""
     if name == "fashion_mnist":
         return fashion_mnist(split, transform, root, download)
     if name == "imagefolder":
         if not root:
             raise UserError("data.dataset=imagefolder needs data.root=DIR (with DIR/train and DIR/val)")
-        return image_folder(root, split, transform)
+        return image_folder(root, split, transform, skip_bad)
     raise UserError(f"unknown dataset {name!r}: expected one of fashion_mnist, imagefolder")

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 POOLINGS = ("cls", "avg", "cls_last:K")
+BACKBONE_KEYS = ("weights", "model")  # cache meta keys that identify the backbone
 _LAST_K = re.compile(r"cls_last:(\d+)")
 
 
@@ -92,7 +93,14 @@ def _load_cache(path: Path, meta: dict[str, Any]) -> tuple[Tensor, Tensor] | Non
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # truncated or foreign file: recompute rather than fail
         return None
-    if not isinstance(blob, dict) or blob.get("meta") != meta:
+    if not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict):
+        return None
+    stored = blob["meta"]
+    other = {k: stored.get(k) for k in BACKBONE_KEYS if k in meta and stored.get(k) != meta[k]}
+    if other:  # a file of this name can only come from elsewhere (names hash the meta): never reuse it
+        raise ValueError(f"features cache {path} was made by another backbone ({other}), not "
+                         f"{ {k: meta[k] for k in other} }; delete it or evaluate into another output_dir")
+    if stored != meta:
         return None
     return blob["features"], blob["labels"]
 

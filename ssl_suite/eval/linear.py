@@ -71,13 +71,14 @@ def linear_probe(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
-) -> dict[str, float | str]:
+    return_logits: bool = False,
+) -> dict:
     """Train BN(no affine)+Linear on train features, report top-1/top-5 (%) on test features.
 
     ``lr`` is the base lr per 256 samples. ``optimizer="lars"`` uses lightly's LARS on the weight
     (bias and BN excluded, as MAE). Note lightly's LARS applies its trust ratio only to
     parameters with ``weight_decay != 0``: with the default 0 it reduces to SGD with momentum.
-    Returns {"top1", "top5", "protocol"}.
+    Returns {"top1", "top5", "protocol"} (+ "logits", the test logits, with ``return_logits``).
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
     if optimizer not in ("sgd", "lars"):
@@ -112,11 +113,13 @@ def linear_probe(
                                     warmup_epochs, batch, peak_lr, gen, progress)
     finally:
         torch.set_num_threads(threads)
-    result: dict[str, float | str] = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
+    result: dict = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
     result["protocol"] = (
         f"BN(no affine)+linear on frozen features, {optimizer.upper()} momentum={momentum} "
         f"wd={weight_decay}, lr={lr}*{batch}/256={peak_lr:g}, {warmup_epochs} warm-up epochs + cosine, "
         f"{epochs} epochs, batch {batch}, seed {seed}; top5 = top-{min(5, num_classes)}")
+    if return_logits:
+        result["logits"] = logits
     return result
 
 

@@ -44,7 +44,8 @@ def create_sigmoid_vit(variant: str, pretrained: bool = False, attention: str = 
 def _cfg(img_size: int) -> dict:
     # No URL: weights come from a local file, e.g. pretrained_cfg_overlay=dict(file="backbone.safetensors").
     small = img_size <= 32
-    return dict(url="", num_classes=1000 if not small else 10, input_size=(3, img_size, img_size),
+    # num_classes 0: SSL backbones are headless, so an exported backbone loads strictly via pretrained=True.
+    return dict(url="", num_classes=0, classifier="head", input_size=(3, img_size, img_size),
                 mean=(0.5, 0.5, 0.5) if small else (0.485, 0.456, 0.406),
                 std=(0.5, 0.5, 0.5) if small else (0.229, 0.224, 0.225), license="apache-2.0")
 

@@ -47,7 +47,7 @@ def test_real_fashion_mnist_from_debian():
 
 
 def test_grey_becomes_rgb_and_views_have_the_configured_shape(fake_fashion_mnist):
-    cfg = load_config(None, [f"data.root={fake_fashion_mnist}", "data.num_views=3"])
+    cfg = load_config(None, [f"data.root={fake_fashion_mnist}", "data.num_views=3", "method.name=polyview"])
     views, label = ssl_train_dataset(cfg.data)[5]
     assert len(views) == 3 and all(v.shape == (3, 28, 28) for v in views) and label == 5
     assert not torch.equal(views[0], views[1]), "views are augmented independently"

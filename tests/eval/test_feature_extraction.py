@@ -151,3 +151,13 @@ def test_extraction_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         extract_features(model, dataset(0), progress=False)
     assert model.calls == 0
+
+
+def test_cache_from_another_backbone_is_a_clear_error(tmp_path):
+    model, ds = CountingModel(), dataset()
+    meta = {"weights": "sha-A", "model": "vit_tiny", "split": "train", "pooling": "cls"}
+    path = cache_file(tmp_path, meta)
+    extract_features(model, ds, batch_size=4, cache_path=path, cache_meta=meta, progress=False)
+    with pytest.raises(ValueError, match=r"made by another backbone \(\{'weights': 'sha-A'\}\)"):
+        extract_features(model, ds, batch_size=4, cache_path=path, cache_meta={**meta, "weights": "sha-B"},
+                         progress=False)
