@@ -1,4 +1,4 @@
-"""``ssl-suite pretrain | eval | export``: thin argument parsing over train.py and evaluate.py.
+"""``ssl-suite pretrain | eval | compare | export``: thin argument parsing over train.py and evaluate.py.
 
 Mistakes a user can fix (missing data, unknown config keys, mismatched checkpoints) print one
 line and exit with status 2, never a deep stack trace.
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from .config import PROBES
 from .errors import UserError
 
 
@@ -22,11 +24,17 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--overwrite", action="store_true",
                      help="start afresh even if output_dir already holds checkpoints (they are deleted)")
     ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init")
-    ev.add_argument("probe", choices=["linear", "logistic", "knn", "fewshot", "fairness", "calibration", "all"])
+    ev.add_argument("probe", help="all, or one or more (comma-separated) of: " + ", ".join(PROBES))
     ev.add_argument("config")
     ev.add_argument("overrides", nargs="*")
     ev.add_argument("--checkpoint", help="Lightning .ckpt or .safetensors (default: the run's last.ckpt)")
     ev.add_argument("--no-baseline", action="store_true", help="skip the random-init backbone")
+    ev.add_argument("--random-init", action="store_true", help="evaluate only the random-init backbone")
+    cmp = sub.add_parser("compare", help="objectives x attention grid: pretrain, evaluate, report")
+    cmp.add_argument("grid", help="grid YAML, e.g. configs/compare/fmnist_cpu.yaml")
+    cmp.add_argument("--run", type=int, help="run only cell INDEX (e.g. $SLURM_ARRAY_TASK_ID), no report")
+    cmp.add_argument("--print-jobs", action="store_true", help="print one command per cell for a scheduler")
+    cmp.add_argument("--report", action="store_true", help="only (re)write the report from finished cells")
     ex = sub.add_parser("export", help="write a checkpoint's backbone as safetensors for timm.create_model")
     ex.add_argument("checkpoint", help="Lightning .ckpt from ssl-suite pretrain")
     ex.add_argument("out", help="OUT.safetensors")
@@ -44,6 +52,16 @@ def main(argv=None) -> int:
             print(f"{name} backbone written to {out}; load it with timm.create_model({name!r}, pretrained=True, "
                   f"pretrained_cfg_overlay=dict(file={str(out)!r})) after `import ssl_suite`")
             return 0
+        if args.command == "compare":
+            from .compare import compare, load_grid
+            if args.report:
+                from .report import write_report
+                path = write_report(load_grid(args.grid).output_dir)
+            else:
+                path = compare(args.grid, args.run, args.print_jobs)
+            if path is not None:
+                print(f"report: {path}")
+            return 0
         from .config import load_config
         cfg = load_config(args.config, args.overrides)
         if args.command == "pretrain":
@@ -51,10 +69,14 @@ def main(argv=None) -> int:
             path = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
             print(f"last checkpoint: {path}")
         else:
-            from .evaluate import PROBES, evaluate, markdown_table, save_results
+            from .evaluate import evaluate, markdown_table, save_results
             from .train import checkpoint_dir
-            checkpoint = args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
-            probes = PROBES if args.probe == "all" else (args.probe,)
+            checkpoint = None if args.random_init else args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
+            if checkpoint is not None and args.checkpoint is None and not Path(checkpoint).is_file():
+                raise UserError(f"no checkpoint at {checkpoint} (pretrain first, or pass --checkpoint FILE)")
+            probes = PROBES if args.probe == "all" else tuple(args.probe.split(","))
+            if unknown := [p for p in probes if p not in PROBES]:
+                raise UserError(f"unknown probe {unknown[0]!r}; valid: all, {', '.join(PROBES)}")
             rows = evaluate(cfg, checkpoint, probes, baseline=not args.no_baseline)
             print(markdown_table(rows, cfg))
             json_path, md_path = save_results(rows, cfg, checkpoint)

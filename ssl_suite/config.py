@@ -145,6 +145,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+PROBES = ("linear", "logistic", "knn", "fewshot", "fairness", "calibration")  # ssl-suite eval
 CHOICES = {
     "model.attention": ("sigmoid", "softmax"),
     "data.dataset": ("fashion_mnist", "imagefolder"),

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from .checkpoints import load_backbone_weights
+from .config import PROBES
 from .data import eval_dataset, unwrap
 from .data.spurious import GroupCSVDataset, spurious_fashion
 from .data.transforms import eval_transform
@@ -34,7 +35,6 @@ from .eval.linear import linear_probe
 from .eval.logistic import logistic_probe
 from .methods import build_backbone
 
-PROBES = ("linear", "logistic", "knn", "fewshot", "fairness", "calibration")
 
 
 def backbone_from(cfg: DictConfig, checkpoint: Optional[str]) -> tuple[torch.nn.Module, str]:

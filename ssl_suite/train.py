@@ -6,10 +6,14 @@ precision, logging (TensorBoard) and checkpoints (``last.ckpt`` plus one every
 """
 from __future__ import annotations
 
+import json
+import resource
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -19,6 +23,33 @@ from .config import to_yaml
 from .data import eval_dataset, num_classes, ssl_train_dataset
 from .errors import UserError
 from .methods import build_method
+
+
+class RunStats(pl.Callback):
+    """``output_dir/train_stats.json``: training seconds (summed over resumed sessions), samples
+    seen, throughput and peak memory (GPU allocator peak, else the process's peak RSS)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer, module) -> None:
+        self.start = time.perf_counter()
+        self.before = json.loads(self.path.read_text()).get("train_seconds", 0.0) if self.path.is_file() else 0.0
+        self.first_step = trainer.global_step
+
+    def on_train_end(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        seconds = time.perf_counter() - self.start
+        samples = trainer.global_step * module.effective_batch_size()
+        session = (trainer.global_step - self.first_step) * module.effective_batch_size()
+        if torch.cuda.is_available() and module.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(module.device) / 2**20
+        else:  # ru_maxrss is KiB on Linux
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.path.write_text(json.dumps({
+            "train_seconds": self.before + seconds, "samples_seen": samples, "steps": trainer.global_step,
+            "samples_per_second": session / seconds if seconds > 0 else 0.0, "peak_memory_mib": peak}, indent=2))
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path:
@@ -35,6 +66,7 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
                         enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=10),
+        RunStats(out / "train_stats.json"),
     ]
     kwargs = dict(
         default_root_dir=str(out), max_epochs=t.max_epochs, max_steps=t.max_steps,

@@ -1,0 +1,193 @@
+"""``ssl-suite compare GRID.yaml``: objectives x attention (x seeds x any override axis), each run
+pretrained then evaluated, one report.
+
+A grid file::
+
+    output_dir: runs/compare_fmnist
+    objectives:                      # name (a method) -> its pretraining config
+      simclr: configs/demo.yaml
+      mae: configs/pretrain/mae_vit_nano_fmnist.yaml
+    attention: [sigmoid, softmax]
+    seeds: [0]
+    axes: {optim.lr: [1.0e-3, 2.0e-3]}          # optional: any other override axis
+    budget: [trainer.max_epochs=1]              # the same for every run
+    overrides: [model.name=vit_nano_patch4_28_sigmoid]   # also for every run (and the baselines)
+    probes: [linear, knn, fewshot, fairness, calibration]
+    eval_overrides: [eval.linear_epochs=30]
+
+Every run lives in ``output_dir/runs/<name>``; its ``result.json`` marks it finished, so a
+re-run skips it, and a run with a ``last.ckpt`` but no result resumes from it. Each run is a
+subprocess (``python -m ssl_suite.cli``): a crash or kill loses that run's last minutes, not the
+grid, and peak memory is per run. ``--print-jobs`` prints one command per run for a scheduler
+(one GPU or node each); ``--run INDEX`` runs one cell (e.g. ``$SLURM_ARRAY_TASK_ID``).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from .config import CHOICES, PROBES, load_config
+from .errors import UserError
+
+GRID_KEYS = {"output_dir", "objectives", "attention", "seeds", "axes", "budget", "overrides", "probes",
+             "eval_overrides", "min_free_gib"}
+
+
+@dataclass
+class Run:
+    name: str
+    objective: str
+    attention: str
+    seed: int
+    config: str
+    overrides: list[str]
+    axes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Grid:
+    output_dir: Path
+    runs: list[Run]
+    baselines: list[Run]  # one random-init backbone per (model, attention)
+    probes: list[str]
+    eval_overrides: list[str]
+    min_free_gib: float
+
+
+def _list(spec, key, default):
+    value = spec.get(key, default)
+    return list(value) if value is not None else list(default)
+
+
+def load_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"compare grid not found: {path}")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if unknown := set(spec) - GRID_KEYS:
+        raise UserError(f"{path}: unknown grid key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(GRID_KEYS))}")
+    objectives = spec.get("objectives") or {}
+    valid = CHOICES["method.name"]
+    for name in objectives:
+        if name not in valid:
+            raise UserError(f"{path}: unknown objective {name!r}; valid: {', '.join(valid)}")
+    if not objectives:
+        raise UserError(f"{path}: 'objectives' must map at least one of {', '.join(valid)} to a config file")
+    attentions = _list(spec, "attention", ["sigmoid", "softmax"])
+    for a in attentions:
+        if a not in CHOICES["model.attention"]:
+            raise UserError(f"{path}: unknown attention {a!r}; valid: {', '.join(CHOICES['model.attention'])}")
+    probes = _list(spec, "probes", ["linear", "knn"])
+    for p in probes:
+        if p not in PROBES:
+            raise UserError(f"{path}: unknown probe {p!r}; valid: {', '.join(PROBES)}")
+    axes = spec.get("axes") or {}
+    common = _list(spec, "budget", []) + _list(spec, "overrides", [])
+    out = Path(spec.get("output_dir", "runs/compare"))
+    runs, baselines = [], []
+    axis_values = list(itertools.product(*axes.values())) if axes else [()]
+    for objective, config in objectives.items():
+        for attention in attentions:
+            base = [*common, f"method.name={objective}", f"model.attention={attention}"]
+            model = load_config(config, base).model.name if Path(config).is_file() else "?"
+            if not any(b.name == f"random-init-{model}-{attention}" for b in baselines):
+                baselines.append(Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base))
+            for seed in _list(spec, "seeds", [0]):
+                for values in axis_values:
+                    chosen = dict(zip(axes, values))
+                    tag = "".join(f"-{k.split('.')[-1]}={v}" for k, v in chosen.items())
+                    overrides = [*common, f"method.name={objective}", f"model.attention={attention}",
+                                 f"seed={seed}", *(f"{k}={v}" for k, v in chosen.items())]
+                    runs.append(Run(f"{objective}-{attention}-seed{seed}{tag}", objective, attention, seed,
+                                    config, overrides, chosen))
+    grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
+    for run in runs + baselines:  # every cell must be a valid config before anything starts
+        try:
+            load_config(run.config, run.overrides + grid.eval_overrides)
+        except UserError as err:
+            raise UserError(f"{path}: run {run.name}: {err}") from None
+    return grid
+
+
+def preflight(grid: Grid) -> None:
+    """An unwritable output directory or a full disk is reported before any training starts."""
+    try:
+        grid.output_dir.mkdir(parents=True, exist_ok=True)
+        probe = grid.output_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"compare output_dir {grid.output_dir} is not writable: {err.strerror}") from None
+    free = shutil.disk_usage(grid.output_dir).free / 2**30
+    if free < grid.min_free_gib:
+        raise UserError(f"only {free:.2f} GiB free under {grid.output_dir}; the grid wants at least "
+                        f"{grid.min_free_gib} GiB (min_free_gib)")
+
+
+def run_dir(grid: Grid, run: Run) -> Path:
+    return grid.output_dir / "runs" / run.name
+
+
+def commands(grid: Grid, run: Run, baseline: bool = False) -> list[list[str]]:
+    """The subprocess commands of one run: pretrain (resuming if it has a checkpoint), then eval."""
+    cli = [sys.executable, "-m", "ssl_suite.cli"]
+    where = f"output_dir={run_dir(grid, run)}"
+    evaluate = [*cli, "eval", ",".join(grid.probes), run.config, *run.overrides, *grid.eval_overrides, where]
+    if baseline:
+        return [evaluate + ["--random-init"]]
+    resume = ["--resume"] if (run_dir(grid, run) / "checkpoints" / "last.ckpt").is_file() else ["--overwrite"]
+    return [[*cli, "pretrain", run.config, *run.overrides, where, *resume], evaluate + ["--no-baseline"]]
+
+
+def execute(grid: Grid, run: Run, baseline: bool = False, log=print) -> dict:
+    """Run one cell unless finished; returns its result."""
+    directory = run_dir(grid, run)
+    done = directory / "result.json"
+    if done.is_file():
+        log(f"[compare] {run.name}: finished earlier, skipped")
+        return json.loads(done.read_text())
+    directory.mkdir(parents=True, exist_ok=True)
+    log(f"[compare] {run.name}: {'evaluating' if baseline else 'pretraining + evaluating'}")
+    for cmd in commands(grid, run, baseline):
+        with open(directory / "compare.log", "a") as out:
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if code != 0:
+            raise UserError(f"run {run.name} failed (exit {code}); see {directory / 'compare.log'}")
+    evals = sorted(directory.rglob("*.eval.json"), key=lambda p: p.stat().st_mtime)
+    stats = directory / "train_stats.json"
+    result = {"name": run.name, "objective": run.objective, "attention": run.attention, "seed": run.seed,
+              "axes": run.axes, "baseline": baseline,
+              "eval": json.loads(evals[-1].read_text()) if evals else {},
+              "train": json.loads(stats.read_text()) if stats.is_file() else {}}
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, done)  # the marker appears whole or not at all
+    return result
+
+
+def compare(path: str | Path, run_index: Optional[int] = None, print_jobs: bool = False, log=print) -> Optional[Path]:
+    grid = load_grid(path)
+    cells = [(r, True) for r in grid.baselines] + [(r, False) for r in grid.runs]
+    if print_jobs:
+        for i, (run, _) in enumerate(cells):
+            log(f"ssl-suite compare {path} --run {i}   # {run.name}")
+        return None
+    preflight(grid)
+    if run_index is not None:
+        if not 0 <= run_index < len(cells):
+            raise UserError(f"--run {run_index}: the grid has cells 0..{len(cells) - 1}")
+        execute(grid, *cells[run_index], log=log)
+        return None
+    for run, baseline in cells:
+        execute(grid, run, baseline, log=log)
+    from .report import write_report
+    return write_report(grid.output_dir)
