@@ -106,6 +106,8 @@ class TrainerConfig:
     limit_train_batches: Any = 1.0
     checkpoint_every_n_epochs: int = 1
     deterministic: bool = False
+    nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (one line, last good checkpoint kept) | skip the step
+    sync_batchnorm: bool = True  # heads' BatchNorm over the global batch under DDP (as one device would see it)
 
 
 @dataclass
@@ -154,6 +156,7 @@ CHOICES = {
     "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),
     "eval.fairness_data": ("spurious_fashion", "csv"),
+    "trainer.nonfinite": ("stop", "skip"),
 }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
             "trainer.accumulate_grad_batches", "eval.batch_size", "eval.fewshot_splits", "eval.calibration_bins", "method.decoder_dim",

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from .config import to_yaml
 from .data import eval_dataset, num_classes, ssl_train_dataset
 from .errors import UserError
+from .guards import NonFiniteGuard
 from .methods import build_method
 
 
@@ -67,13 +68,14 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=10),
         RunStats(out / "train_stats.json"),
+        NonFiniteGuard(t.nonfinite, cfg.method.name, t.log_every_n_steps),
     ]
     kwargs = dict(
         default_root_dir=str(out), max_epochs=t.max_epochs, max_steps=t.max_steps,
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches, deterministic=t.deterministic,
+        limit_train_batches=t.limit_train_batches, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
         logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
         callbacks=callbacks, enable_model_summary=False,
     )
@@ -122,5 +124,6 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
                 path.unlink()
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))
-    trainer.fit(method, loader(train_set, cfg, True), loader(val_set, cfg, False), ckpt_path=ckpt)
+    # weights_only: resuming never runs code from a checkpoint file.
+    trainer.fit(method, loader(train_set, cfg, True), loader(val_set, cfg, False), ckpt_path=ckpt, weights_only=True)
     return checkpoint_dir(cfg) / "last.ckpt"
