@@ -105,6 +105,8 @@ class TrainerConfig:
     log_every_n_steps: int = 20
     limit_train_batches: Any = 1.0
     checkpoint_every_n_epochs: int = 1
+    checkpoint_every_n_steps: Optional[int] = None  # also refresh last.ckpt mid-epoch (exact resume)
+    checkpoint_every_n_minutes: Optional[float] = None
     deterministic: bool = False
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (one line, last good checkpoint kept) | skip the step
     sync_batchnorm: bool = True  # heads' BatchNorm over the global batch under DDP (as one device would see it)

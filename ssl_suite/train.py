@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -24,6 +25,7 @@ from .data import eval_dataset, num_classes, ssl_train_dataset
 from .errors import UserError
 from .guards import NonFiniteGuard
 from .methods import build_method
+from .resume import EpochSampler, ResumeState, SeededItems
 
 
 class RunStats(pl.Callback):
@@ -57,6 +59,19 @@ def checkpoint_dir(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir) / "checkpoints"
 
 
+def step_checkpoints(cfg: DictConfig) -> list:
+    """last.ckpt also every N optimizer steps and/or every M minutes (mid-epoch, for exact resume)."""
+    t, out = cfg.trainer, []
+    if t.checkpoint_every_n_steps:
+        out.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0,
+                                   every_n_train_steps=t.checkpoint_every_n_steps, enable_version_counter=False))
+    if t.checkpoint_every_n_minutes:
+        out.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0,
+                                   train_time_interval=timedelta(minutes=t.checkpoint_every_n_minutes),
+                                   enable_version_counter=False))
+    return out
+
+
 def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
     t = cfg.trainer
     out = Path(cfg.output_dir)
@@ -65,6 +80,7 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
         ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="epoch{epoch:03d}", auto_insert_metric_name=False,
                         save_last=True, save_top_k=-1, every_n_epochs=t.checkpoint_every_n_epochs,
                         enable_version_counter=False),
+        *step_checkpoints(cfg),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=10),
         RunStats(out / "train_stats.json"),
@@ -78,6 +94,7 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
         limit_train_batches=t.limit_train_batches, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
         logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
         callbacks=callbacks, enable_model_summary=False,
+        use_distributed_sampler=False,  # EpochSampler splits the data across ranks itself
     )
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)
@@ -98,11 +115,17 @@ def resume_path(cfg: DictConfig, resume: Optional[str], overwrite: bool = False)
     return str(path)
 
 
-def loader(dataset, cfg: DictConfig, train: bool) -> DataLoader:
+def loader(dataset, cfg: DictConfig, sampler=None) -> DataLoader:
+    """Training (with an ``EpochSampler``: resumable order, per-sample seeded augmentation) or
+    validation (in order) batches."""
     d = cfg.data
-    return DataLoader(dataset, batch_size=d.batch_size, shuffle=train, drop_last=train,
-                      num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
-                      pin_memory=False)
+    if sampler is not None:
+        dataset = SeededItems(dataset, cfg.seed)
+    # Its own generator: making an iterator (worker seeds) never draws from the global RNG stream.
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return DataLoader(dataset, batch_size=d.batch_size, sampler=sampler, drop_last=sampler is not None,
+                      num_workers=d.num_workers, persistent_workers=d.num_workers > 0, pin_memory=False,
+                      generator=generator)
 
 
 def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence = (),
@@ -117,7 +140,8 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
         raise UserError(f"training set has {len(train_set)} images, fewer than one batch ({cfg.data.batch_size})")
     method = build_method(cfg, num_classes(train_set))
     trainer = build_trainer(cfg, **trainer_overrides)
-    trainer.callbacks.extend(callbacks)
+    sampler = EpochSampler(len(train_set), cfg.seed, num_replicas=trainer.world_size, rank=trainer.global_rank)
+    trainer.callbacks.extend([ResumeState(sampler, cfg.data.batch_size), *callbacks])
     if trainer.is_global_zero:
         if ckpt is None:  # everything built: only now drop the old run's checkpoints (overwrite)
             for path in checkpoint_dir(cfg).glob("*.ckpt"):
@@ -125,5 +149,5 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))
     # weights_only: resuming never runs code from a checkpoint file.
-    trainer.fit(method, loader(train_set, cfg, True), loader(val_set, cfg, False), ckpt_path=ckpt, weights_only=True)
+    trainer.fit(method, loader(train_set, cfg, sampler), loader(val_set, cfg), ckpt_path=ckpt, weights_only=True)
     return checkpoint_dir(cfg) / "last.ckpt"

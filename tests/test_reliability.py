@@ -142,3 +142,42 @@ def test_kill_inside_a_checkpoint_save_leaves_the_previous_one_loadable(fake_fas
     assert run.returncode == -9, run.stderr[-1500:]  # killed inside the save
     assert last.read_bytes() == before
     assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == 2
+
+
+KILL_AT_STEP = textwrap.dedent("""
+    import os, signal, sys
+    import pytorch_lightning as pl
+    from ssl_suite.config import load_config
+    from ssl_suite.train import pretrain
+
+    class Die(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == int(sys.argv[1]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    pretrain(load_config(None, sys.argv[2:]), callbacks=[Die()], limit_val_batches=1)
+""")
+
+
+@pytest.mark.parametrize("method", [
+    ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64", "data.augment_on=cpu"],
+    ["method.name=ijepa", "data.num_views=1", "model.name=vit_nano_patch4_28_sigmoid", "method.decoder_dim=32",
+     "method.decoder_depth=1", "method.decoder_heads=2", "method.target_scale=[0.1,0.15]", "data.augment_on=device",
+     "model.drop_path_rate=0.1"],
+], ids=["byol-cpu-views", "ijepa-device-views-masks-droppath"])
+def test_sigkill_mid_epoch_then_resume_ends_with_the_same_weights(fake_fashion_mnist, tmp_path, method):
+    common = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.max_epochs=2",
+              "optim.base_batch_size=16", "model.name=vit_nano_patch7_28_sigmoid", *method,
+              f"data.root={fake_fashion_mnist}", "trainer.checkpoint_every_n_steps=4"]
+    whole = pretrain(load_config(None, [*common, f"output_dir={tmp_path / 'whole'}"]), limit_val_batches=1)
+    killed = [*common, f"output_dir={tmp_path / 'killed'}"]
+    run = subprocess.run([sys.executable, "-c", KILL_AT_STEP, "10", *killed], capture_output=True, text=True, timeout=300)
+    assert run.returncode == -9, run.stderr[-1500:]  # 6 steps per epoch: killed mid-way through the second
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == 8  # mid-epoch checkpoint
+    resumed = pretrain(load_config(None, killed), resume="last", limit_val_batches=1)
+    a = torch.load(whole, weights_only=True, map_location="cpu")
+    b = torch.load(resumed, weights_only=True, map_location="cpu")
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key  # backbone, heads, EMA target, probe: bit for bit
