@@ -26,6 +26,7 @@ from .errors import UserError
 from .guards import NonFiniteGuard
 from .methods import build_method
 from .resume import EpochSampler, ResumeState, SeededItems
+from .sync_bn import globalise_batchnorm
 
 
 class RunStats(pl.Callback):
@@ -91,7 +92,7 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
+        limit_train_batches=t.limit_train_batches, deterministic=t.deterministic,
         logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
         callbacks=callbacks, enable_model_summary=False,
         use_distributed_sampler=False,  # EpochSampler splits the data across ranks itself
@@ -140,6 +141,8 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
         raise UserError(f"training set has {len(train_set)} images, fewer than one batch ({cfg.data.batch_size})")
     method = build_method(cfg, num_classes(train_set))
     trainer = build_trainer(cfg, **trainer_overrides)
+    if cfg.trainer.sync_batchnorm and trainer.world_size > 1:
+        globalise_batchnorm(method)  # heads' BatchNorm over the global batch (CPU and GPU alike)
     sampler = EpochSampler(len(train_set), cfg.seed, num_replicas=trainer.world_size, rank=trainer.global_rank)
     trainer.callbacks.extend([ResumeState(sampler, cfg.data.batch_size), *callbacks])
     if trainer.is_global_zero:

@@ -69,11 +69,14 @@ class MAE(SSLMethod):
         decoded = self.decoder(full)  # + sin-cos positions, blocks, norm
         return self.prediction(get_at_index(decoded, masked + self.num_prefix))
 
+    def draw_mask(self, images: Tensor):
+        return random_masking(len(images), self.num_patches, self.mask_ratio, device=images.device)
+
     def training_step(self, batch, batch_idx: int):
         (images,), targets = batch
         if self.shown_images is None:
             self.shown_images = images[:RECONSTRUCTIONS].detach().clone()
-        mask = random_masking(len(images), self.num_patches, self.mask_ratio, device=images.device)
+        mask = self.draw_mask(images)
         tokens = self.forward_encoder(images, mask.keep)
         pred = self.forward_decoder(tokens, mask.keep, mask.masked)
         loss = mae_loss(pred, images, mask.masked, self.patch_size, self.norm_pix)
