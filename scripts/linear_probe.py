@@ -22,6 +22,9 @@ if __name__ == "__main__":
     p.add_argument("--probe", default="linear", help="linear (default), logistic, knn, fewshot, calibration or all")
     args = p.parse_args()
     overrides = list(args.overrides)
+    if "=" in args.config:  # no config given: the first word was already an override
+        overrides.insert(0, args.config)
+        args.config = DEFAULT_CONFIG
     if args.data:
         overrides += ["data.dataset=imagefolder", f"data.root={args.data}", "data.train_split=train",
                       "data.eval_split=val"]

@@ -104,7 +104,7 @@ def run_probes(cfg: DictConfig, model, identity: str, probes=PROBES, name: str =
         n_cls = int(max(train_y.max(), test_y.max())) + 1
     if augmented:
         from .eval.augmented import augmented_linear_probe
-        results["linear"] = augmented_linear_probe(cfg, model, n_cls, name)
+        results["linear"] = augmented_linear_probe(cfg, model, name)
     if cached_linear:
         linear = linear_probe(train_x, train_y, test_x, test_y, num_classes=n_cls, epochs=e.linear_epochs,
                               lr=e.linear_lr, batch_size=e.linear_batch_size, seed=cfg.seed, return_logits=True)

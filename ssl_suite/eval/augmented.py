@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..data import build_dataset, eval_dataset, first
+from ..data import num_classes as count_classes
 from .features import pool_features
 
 
@@ -38,11 +39,12 @@ def probe_train_transform(data_cfg: DictConfig) -> T.Compose:
                       T.ToTensor(), T.Normalize(list(data_cfg.mean), list(data_cfg.std))])
 
 
-def augmented_linear_probe(cfg: DictConfig, backbone: nn.Module, num_classes: int, name: str) -> dict:
+def augmented_linear_probe(cfg: DictConfig, backbone: nn.Module, name: str) -> dict:
     e, d = cfg.eval, cfg.data
     train = first(build_dataset(d.dataset, d.train_split, probe_train_transform(d), d.root, d.download,
                                 skip_bad=d.skip_bad_images), e.train_subset)
     test = eval_dataset(d, d.eval_split)
+    num_classes = count_classes(train)
     model = Pooled(backbone, e.pooling)
     dim = pool_features(backbone.eval(), test[0][0][None], e.pooling).shape[1]
     classifier = LinearClassifier(model, batch_size_per_device=e.linear_batch_size, lr=e.linear_lr,
