@@ -1,6 +1,6 @@
 """Training health: stop (or skip) on a non-finite loss or gradient, and log the signals that show
 trouble early (gradient norm; for sigmoid attention, the mean attention row sum per block, the
-paper's early-training norm signal: with b = -log n it starts near 1 and drifts if attention
+paper's early-training norm signal: with b = -log n it starts of order 1 and drifts if attention
 saturates).
 
 The loss is checked before backward, gradients before the optimizer step; attention outputs

@@ -5,12 +5,20 @@ import pytest
 from ssl_suite.config import load_config
 from ssl_suite.errors import UserError
 
-CONFIGS = sorted(Path("configs").rglob("*.yaml"))
+CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if "compare" not in p.parts)
+GRIDS = sorted(Path("configs/compare").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=str)
 def test_shipped_configs_parse(path):
     load_config(path)
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=str)
+def test_shipped_compare_grids_parse_with_every_cell_valid(path):
+    from ssl_suite.compare import load_grid
+    grid = load_grid(path)
+    assert len(grid.runs) == 10 and len(grid.baselines) == 2  # 5 objectives x 2 attentions; 1 model x 2
 
 
 def test_file_then_overrides_take_precedence(tmp_path):

@@ -85,9 +85,10 @@ def test_grad_norm_and_attention_row_sums_are_logged(fake_fashion_mnist, tmp_pat
     assert "grad_norm" in tags
     rows = [t for t in tags if t.startswith("attention_row_sum/backbone_blocks_")]
     assert len(rows) == 6  # one per block of ViT-nano
-    # b = -log n keeps a fresh network's row sums near n * sigmoid(-log n) = n / (n + 1) ~ 1.
+    # b = -log n keeps a fresh network's row sums of order 1: n E[sigmoid(s - log n)] ~ E[e^s] =
+    # e^(Var(s) / 2) for small e^s / n, with Var(s) ~ 1 under QK-norm: about 1 to 1.7 (no bias: ~n / 2 = 8.5).
     first = events.Scalars("attention_row_sum/backbone_blocks_0_attn")[0].value
-    assert 0.7 < first < 1.3
+    assert 0.5 < first < 2.0
 
 
 class Payload:
