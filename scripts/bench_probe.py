@@ -23,20 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from ssl_suite.eval.linear import topk_accuracy
 from ssl_suite.eval.logistic import fit_logistic, logistic_probe, standardize
-
-
-def synthetic_features(n: int, n_test: int, dim: int, classes: int, sep: float, seed: int):
-    """(train_x, train_y, test_x, test_y) float32/int64: overlapping Gaussian classes, badly scaled."""
-    g = torch.Generator().manual_seed(seed)
-    means = sep * torch.randn(classes, dim, generator=g)
-    scale = torch.exp(torch.empty(dim).uniform_(-2, 2, generator=g))
-    offset = 3 * torch.randn(dim, generator=g)
-
-    def draw(m):
-        y = torch.randint(0, classes, (m,), generator=g)
-        return (means[y] + torch.randn(m, dim, generator=g)) * scale + offset, y
-
-    return (*draw(n), *draw(n_test))
+from ssl_suite.eval.synthetic import gaussian_features
 
 
 def main() -> None:
@@ -56,7 +43,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    xtr, ytr, xte, yte = synthetic_features(a.n, a.n_test, a.dim, a.classes, a.sep, a.seed)
+    # overlapping classes, badly scaled: log-scales in (-2, 2), offsets 3 N(0, 1)
+    xtr, ytr, xte, yte = gaussian_features(a.n, a.n_test, a.dim, a.classes, a.sep, a.seed, log_scale=2.0, offset=3.0)
     sxtr, sxte = standardize(xtr, xte)
     rows = []
 

@@ -62,15 +62,12 @@ def checkpoint_dir(cfg: DictConfig) -> Path:
 
 def step_checkpoints(cfg: DictConfig) -> list:
     """last.ckpt also every N optimizer steps and/or every M minutes (mid-epoch, for exact resume)."""
-    t, out = cfg.trainer, []
-    if t.checkpoint_every_n_steps:
-        out.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0,
-                                   every_n_train_steps=t.checkpoint_every_n_steps, enable_version_counter=False))
+    t = cfg.trainer
+    triggers = [dict(every_n_train_steps=t.checkpoint_every_n_steps)] if t.checkpoint_every_n_steps else []
     if t.checkpoint_every_n_minutes:
-        out.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0,
-                                   train_time_interval=timedelta(minutes=t.checkpoint_every_n_minutes),
-                                   enable_version_counter=False))
-    return out
+        triggers.append(dict(train_time_interval=timedelta(minutes=t.checkpoint_every_n_minutes)))
+    return [ModelCheckpoint(dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0, enable_version_counter=False,
+                            **trigger) for trigger in triggers]
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:

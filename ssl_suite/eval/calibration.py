@@ -41,11 +41,14 @@ def _bins(p: Tensor, y: Tensor, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
     return count, correct / denom, conf_sum / denom
 
 
+def _ece(count: Tensor, acc: Tensor, conf: Tensor) -> float:
+    return float(((acc - conf).abs() * count).sum() / count.sum())
+
+
 def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) -> float:
     """ECE as a fraction in [0, 1] (equal-width confidence bins)."""
     p, y = _check(probs, labels, n_bins)
-    count, acc, conf = _bins(p, y, n_bins)
-    return float(((acc - conf).abs() * count).sum() / len(p))
+    return _ece(*_bins(p, y, n_bins))
 
 
 def brier_score(probs: Tensor, labels: Tensor) -> float:
@@ -60,7 +63,7 @@ def calibration(logits: Tensor, labels: Tensor, n_bins: int = 15) -> dict:
         raise ValueError(f"need floating-point logits (N, C), got {logits.dtype} {tuple(logits.shape)}")
     p, y = _check(torch.softmax(logits.detach().double().cpu(), 1), labels, n_bins)
     count, acc, conf = _bins(p, y, n_bins)
-    return {"ece": expected_calibration_error(p, y, n_bins), "brier": brier_score(p, y),
+    return {"ece": _ece(count, acc, conf), "brier": brier_score(p, y),
             "bins": [{"count": int(n), "accuracy": float(a), "confidence": float(c)} for n, a, c in zip(count, acc, conf)]}
 
 
@@ -71,7 +74,7 @@ def reliability_diagram(probs: Tensor, labels: Tensor, path: str | Path, n_bins:
 
     p, y = _check(probs, labels, n_bins)
     count, acc, conf = _bins(p, y, n_bins)
-    ece = expected_calibration_error(p, y, n_bins)
+    ece = _ece(count, acc, conf)
     fig = Figure(figsize=(4.5, 4.5))
     FigureCanvasAgg(fig)  # Agg, without touching pyplot's global backend
     ax = fig.add_subplot()

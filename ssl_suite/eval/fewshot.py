@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .linear import check_features, topk_accuracy
-from .logistic import fit_logistic
+from .logistic import affine_logits, fit_logistic
 
 
 def fewshot_splits(train_y: Tensor, shots: int | None = None, percent: float | None = None,
@@ -119,6 +119,5 @@ def _fit_and_score(x: Tensor, y: Tensor, test_x: Tensor, test_y: Tensor, num_cla
     x = x.to(device, torch.float32)
     mean = x.mean(0)
     w, b = fit_logistic(F.normalize(x - mean, dim=1), y, num_classes, C=C, max_iter=max_iter, device=device)
-    logits = torch.cat([torch.addmm(b, F.normalize(t.to(device, torch.float32) - mean, dim=1), w.T).cpu()
-                        for t in test_x.split(65536)])
+    logits = affine_logits(test_x, w, b, prepare=lambda t: F.normalize(t - mean, dim=1))
     return topk_accuracy(logits, test_y.long().cpu(), (1,))["top1"]

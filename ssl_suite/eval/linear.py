@@ -41,14 +41,19 @@ def topk_accuracy(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) ->
     return accuracy_from_ranks(true_class_rank(scores, labels.long()), scores.shape[1], ks)
 
 
+def check_split(x: Tensor, y: Tensor, prefix: str = "") -> None:
+    """x (N, D) floating point and y (N,) integer, N > 0; ``prefix`` names the split in the error."""
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{prefix}need x (N, D) and y (N,) with N > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not x.dtype.is_floating_point or y.dtype.is_floating_point:
+        raise ValueError(f"{prefix}x must be floating point and y integer, got {x.dtype} and {y.dtype}")
+
+
 def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
                    num_classes: int | None) -> int:
     """Validate a train/test feature split; return the number of classes."""
-    for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
-        if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
-            raise ValueError(f"{name}: need x (N, D) and y (N,) with N > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
-        if not x.dtype.is_floating_point or y.dtype.is_floating_point:
-            raise ValueError(f"{name}: x must be floating point and y integer, got {x.dtype} and {y.dtype}")
+    check_split(train_x, train_y, "train: ")
+    check_split(test_x, test_y, "test: ")
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"feature dims differ: train {train_x.shape[1]} vs test {test_x.shape[1]}")
     top = int(max(train_y.max(), test_y.max())) + 1

@@ -22,16 +22,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .linear import check_features, topk_accuracy
+from .linear import check_features, check_split, topk_accuracy
 
 DEFAULT_CS: tuple[float, ...] = tuple(float(c) for c in torch.logspace(-4, 2, 10, dtype=torch.float64))
 
 
 def _check_xy(x: Tensor, y: Tensor, num_classes: int) -> None:
-    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"need x (N, D) and y (N,) with N > 0, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not x.dtype.is_floating_point or y.dtype.is_floating_point:
-        raise ValueError(f"x must be floating point and y integer, got {x.dtype} and {y.dtype}")
+    check_split(x, y)
     if num_classes < 2 or y.min() < 0 or y.max() >= num_classes:
         raise ValueError(f"need num_classes >= 2 and labels in [0, num_classes={num_classes})")
 
@@ -99,6 +96,12 @@ def fit_logistic(
     return w.detach(), b.detach()
 
 
+def affine_logits(x: Tensor, w: Tensor, b: Tensor, prepare=None) -> Tensor:
+    """``prepare(x) W^T + b`` on CPU, in chunks of 65536 rows (test sets larger than device memory)."""
+    prepare = prepare or (lambda t: t)
+    return torch.cat([torch.addmm(b, prepare(chunk.to(w.device, w.dtype)), w.T).cpu() for chunk in x.split(65536)])
+
+
 def standardize(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     """``(x - mean) / std`` with the train mean/std for train and every other split (constant features: std 1)."""
     x64 = train_x.double()
@@ -164,7 +167,7 @@ def logistic_probe(
         val_top1[C] = topk_accuracy(torch.addmm(init[1], x_val, init[0].T).cpu(), y_val.cpu(), (1,))["top1"]
     best = max(Cs, key=lambda c: (val_top1[c], -c))
     w, b = fit_logistic(xtr, ytr, num_classes, C=best, init=solutions[best], **kw)
-    logits = torch.cat([torch.addmm(b, chunk, w.T).cpu() for chunk in xte.split(65536)]).float()
+    logits = affine_logits(xte, w, b).float()
     result: dict = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
     result.update(C=best, val_top1=val_top1, protocol=(
         f"multinomial L2 logistic regression (sklearn objective sum CE + |W|^2/2C) on train-standardised features, "

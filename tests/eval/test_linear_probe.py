@@ -9,20 +9,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ssl_suite.eval.linear import linear_probe, topk_accuracy
+from ssl_suite.eval.synthetic import gaussian_features
 
 
 def gaussian_mixture(seed, n_train=6000, n_test=4000, dim=32, C=20, sep=0.4):
     """Overlapping classes (accuracy far from 100%) with per-dimension scales and offsets."""
-    g = torch.Generator().manual_seed(seed)
-    centers = sep * torch.randn(C, dim, generator=g)
-    scale = torch.exp(torch.empty(dim).uniform_(-1.5, 1.5, generator=g))
-    offset = 5 * torch.randn(dim, generator=g)
-
-    def draw(n):
-        y = torch.randint(0, C, (n,), generator=g)
-        return (centers[y] + torch.randn(n, dim, generator=g)) * scale + offset, y
-
-    return (*draw(n_train), *draw(n_test))
+    return gaussian_features(n_train, n_test, dim, C, sep, seed, log_scale=1.5, offset=5.0)
 
 
 def sklearn_top1(xtr, ytr, xte, yte):
