@@ -8,10 +8,17 @@ import), "cpu" (blocked, O(n) memory), "reference" (materialised PyTorch). By de
 triton and everything else -> cpu; ``backend=`` or the ``FLASH_SIGMOID_BACKEND`` environment
 variable forces one. The fast paths are torch.library custom ops with fake and autograd
 registrations, so ``torch.compile`` treats them as opaque nodes instead of tracing their loops.
+
+Mixed precision: under autocast (CUDA or CPU) q, k and v are cast to the autocast dtype before
+the kernel runs. CUDA autocast runs LayerNorm in fp32, so a QK-normed q and k arrive in fp32
+beside a bf16 v; the kernels take one dtype. Outside autocast, mixed dtypes are an error.
+If the Triton kernels fail to compile or launch, the call falls back to the blocked PyTorch
+path (plain torch ops: it runs on any device) with one warning.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import Tensor
@@ -19,7 +26,7 @@ from torch import Tensor
 from . import cpu, reference
 from .reference import check_inputs, default_bias, resolve
 
-__all__ = ["sigmoid_attention", "default_bias", "reference", "BACKENDS"]
+__all__ = ["sigmoid_attention", "default_bias", "reference", "BACKENDS", "autocast_inputs"]
 
 BACKENDS = ("reference", "cpu", "triton")
 
@@ -31,10 +38,28 @@ def _impl(backend: str):
     return cpu
 
 
+_triton_failure: list[str] = []  # the first error of the Triton path in this process, if any
+
+
+def _run(fn: str, backend: str, *args):
+    """``forward``/``backward`` of the backend; a Triton path that cannot compile or launch
+    falls back to the blocked path (warned once per process), never a crash mid-training."""
+    if backend == "triton" and not _triton_failure:
+        try:
+            return getattr(_impl("triton"), fn)(*args)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # triton.CompilationError, no driver, an unsupported GPU, ...
+            _triton_failure.append(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}")
+            warnings.warn(f"flash_sigmoid: the Triton kernel failed ({_triton_failure[0]}); using the blocked "
+                          "PyTorch path from now on (correct, slower)", RuntimeWarning, stacklevel=2)
+    return getattr(cpu, fn)(*args)
+
+
 @torch.library.custom_op("flash_sigmoid::attn_fwd", mutates_args=())
 def _attn_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
               backend: str) -> Tensor:
-    return _impl(backend).forward(q, k, v, scale, bias)
+    return _run("forward", backend, q, k, v, scale, bias)
 
 
 @_attn_fwd.register_fake
@@ -45,7 +70,7 @@ def _(q, k, v, scale, bias, backend):
 @torch.library.custom_op("flash_sigmoid::attn_bwd", mutates_args=())
 def _attn_bwd(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
               backend: str) -> tuple[Tensor, Tensor, Tensor]:
-    return _impl(backend).backward(do, q, k, v, scale, bias)
+    return _run("backward", backend, do, q, k, v, scale, bias)
 
 
 @_attn_bwd.register_fake
@@ -67,6 +92,30 @@ def _backward(ctx, do):
 _attn_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+def autocast_inputs(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The tensors in the autocast dtype of their device when autocast is on there (as autocast
+    casts: every floating type but fp64); unchanged otherwise."""
+    device_type = tensors[0].device.type
+    if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t if t.dtype == torch.float64 else t.to(dtype) for t in tensors)
+
+
+def _autocast_fwd(q, k, v, scale, bias, backend):
+    q, k, v = autocast_inputs(q, k, v)
+    with torch.autocast(q.device.type, enabled=False):
+        return _attn_fwd(q, k, v, scale, bias, backend)
+
+
+# Autocast rules for the op itself (direct calls, torch.compile graphs). Not
+# torch.library.register_autocast: it casts to one fixed dtype, and the active autocast dtype
+# (bf16 or fp16) is what q, k, v must match.
+_autocast_lib = torch.library.Library("flash_sigmoid", "IMPL")
+for _key in ("AutocastCPU", "AutocastCUDA"):
+    _autocast_lib.impl("attn_fwd", _autocast_fwd, _key)
+
+
 def pick_backend(q: Tensor, backend: str | None = None) -> str:
     """The backend a call would use: the argument, else FLASH_SIGMOID_BACKEND, else by device."""
     backend = backend or os.environ.get("FLASH_SIGMOID_BACKEND") or (
@@ -86,8 +135,11 @@ def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None
     """Sigmoid attention with autograd; see ``reference.sigmoid_attention`` for the definition.
 
     q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv) -> (B, H, Nq, Dv). ``bias`` defaults to
-    -log(Nk) and ``scale`` to D^-1/2. Invalid inputs raise one ``ValueError``.
+    -log(Nk) and ``scale`` to D^-1/2. Invalid inputs raise one ``ValueError``. Under autocast
+    the inputs are cast to its dtype first (see the module docstring).
     """
+    if all(isinstance(t, Tensor) for t in (q, k, v)):
+        q, k, v = autocast_inputs(q, k, v)
     check_inputs(q, k, v)
     backend = pick_backend(q, backend)
     if backend == "reference":
