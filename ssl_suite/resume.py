@@ -9,9 +9,12 @@ process put them. So here:
   like ``DistributedSampler``, and after a resume skips the samples the epoch already consumed;
 - ``SeededItems`` seeds the RNGs from (seed, epoch, index) before each item's transform, so a
   sample's augmentation is the same whichever worker, process or resume loads it;
-- ``ResumeState`` saves the main process's RNG states (device-side augmentation, masks, drop
-  path) with every checkpoint and puts them back on restore; the loaders get generators of
-  their own so that creating an iterator (and the sanity check) draws nothing from them.
+- ``seed_batch`` seeds the main process's RNGs before each training batch (device-side views,
+  masks, drop path) from (seed, rank, batch number): every rank draws its own numbers (as
+  MAE's official code seeds seed + rank), and a resumed run draws the same ones again without
+  any RNG state in the checkpoint. The loaders get generators of their own, so creating an
+  iterator (and the sanity check) draws nothing from the global streams;
+- ``ResumeState`` saves where the epoch stood; a resume skips what was consumed.
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ class SeededItems(Dataset):
     def __getitem__(self, key):
         epoch, index = key
         s = _mix(self.seed, epoch, index)
-        outer = rng_states(cuda=False)  # the caller's streams (main process: drop path, masks) stay untouched
+        outer = rng_states()  # the caller's streams (main process: drop path, masks) stay untouched
         torch.manual_seed(s)
         random.seed(s)
         np.random.seed(s % 2**32)
@@ -83,23 +86,27 @@ class SeededItems(Dataset):
             set_rng_states(outer)
 
 
-def rng_states(cuda: bool = True) -> dict:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if cuda and torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+def rng_states() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
 def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def seed_batch(seed: int, rank: int, batch_number: int) -> None:
+    """Seed torch (CPU and every CUDA device), numpy and random for one training batch.
+    ``batch_number`` counts micro-batches since the start of training (restored on resume)."""
+    s = _mix(seed, rank, batch_number)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % 2**32)
 
 
 class ResumeState(pl.Callback):
-    """Checkpoints carry where the epoch stood and the RNG states; a resume puts both back."""
+    """Checkpoints carry where the epoch stood; a resume skips the samples already consumed."""
 
     def __init__(self, sampler: EpochSampler, batch_size: int) -> None:
         self.sampler, self.batch_size = sampler, batch_size
@@ -109,33 +116,9 @@ class ResumeState(pl.Callback):
 
     def state_dict(self) -> dict:  # called while a checkpoint is written
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        rng = rng_states()
-        return {"epoch": self.trainer.current_epoch, "batches_done": done,
-                "torch": rng["torch"], "numpy": _np_state(rng["numpy"]), "python": _py_state(rng["python"]),
-                **({"cuda": rng["cuda"]} if "cuda" in rng else {})}
+        return {"epoch": self.trainer.current_epoch, "batches_done": done}
 
     def load_state_dict(self, state: dict) -> None:
         # Restored before the resumed epoch's data iterator exists (Lightning calls no epoch-start
         # hook when it resumes mid-epoch): the sampler's next pass skips what was consumed.
-        # The RNG streams go back now: nothing between here and the first resumed batch draws from
-        # them (the loaders have their own generators; SeededItems restores what it touches).
         self.sampler.skip = state["batches_done"] * self.batch_size
-        set_rng_states({"torch": state["torch"], "numpy": _np_unstate(state["numpy"]),
-                        "python": _py_unstate(state["python"]), **({"cuda": state["cuda"]} if "cuda" in state else {})})
-
-
-# numpy's and Python's RNG states as plain containers and tensors (weights-only checkpoints).
-def _np_state(s) -> dict:
-    return {"keys": torch.from_numpy(s[1].astype(np.int64)), "pos": s[2], "has_gauss": s[3], "gauss": s[4]}
-
-
-def _np_unstate(d: dict):
-    return ("MT19937", d["keys"].numpy().astype(np.uint32), int(d["pos"]), int(d["has_gauss"]), float(d["gauss"]))
-
-
-def _py_state(s) -> dict:
-    return {"version": s[0], "state": torch.tensor(s[1], dtype=torch.int64), "gauss": s[2]}
-
-
-def _py_unstate(d: dict):
-    return (int(d["version"]), tuple(int(v) for v in d["state"].tolist()), d["gauss"])

@@ -22,6 +22,7 @@ from .. import scaling
 from ..data import device_views
 from ..ema import EMATarget
 from ..errors import UserError
+from ..resume import seed_batch
 
 
 def build_backbone(model_cfg: DictConfig) -> nn.Module:
@@ -69,8 +70,13 @@ class SSLMethod(pl.LightningModule):
         return self.backbone(images)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """With ``data.augment_on=device``, training batches become M views here, on the device."""
-        if self.device_views is not None and self._trainer is not None and self.trainer.training:
+        """Each training batch first seeds this rank's random streams (views, masks, drop path)
+        from (seed, rank, batch number); with ``data.augment_on=device`` it becomes M views here."""
+        if self._trainer is None or not self.trainer.training:
+            return batch
+        seed_batch(self.cfg.seed, self.trainer.global_rank,
+                   self.trainer.fit_loop.epoch_loop.batch_progress.total.ready)  # this batch's number
+        if self.device_views is not None:
             images, targets = batch
             batch = (self.device_views(images), targets)
         return batch
