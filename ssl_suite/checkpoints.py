@@ -9,17 +9,33 @@ from torch import nn
 from .errors import UserError
 
 BACKBONE_PREFIX = "backbone."
+ENCODER_CHOICES = ("auto", "online", "target")
+# What an ssl-suite method writes into its checkpoints (SSLMethod.on_save_checkpoint):
+# {"prefixes": {"online": "backbone.", "target": ...}, "default": the encoder its paper evaluates}.
+ENCODERS_KEY = "encoders"
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Backbone tensors from a Lightning checkpoint (.ckpt: keys under ``backbone.``), a
+def _encoder_prefix(blob: dict, path: Path, encoder: str) -> tuple[str, str]:
+    """(state-dict prefix, encoder name) for ``encoder`` (auto: the method's paper's choice)."""
+    if encoder not in ENCODER_CHOICES:
+        raise UserError(f"encoder {encoder!r}: expected one of {', '.join(ENCODER_CHOICES)}")
+    known = blob.get(ENCODERS_KEY) or {"prefixes": {"online": BACKBONE_PREFIX}, "default": "online"}
+    name = known["default"] if encoder == "auto" else encoder
+    if name not in known["prefixes"]:
+        raise UserError(f"checkpoint {path} has no {name} encoder; it has: {', '.join(known['prefixes'])}")
+    return known["prefixes"][name], name
+
+
+def read_backbone(path: str | Path, encoder: str = "auto") -> tuple[dict[str, torch.Tensor], str]:
+    """(backbone tensors, which encoder) from a Lightning checkpoint (keys under the encoder's
+    prefix: ``backbone.`` for the online network; I-JEPA's default is its EMA target), a
     safetensors file, or a plain state dict; loaded with ``weights_only=True`` or safetensors."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        return load_file(str(path))
+        return load_file(str(path)), "as exported"
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -27,14 +43,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds no state dict")
-    if any(k.startswith(BACKBONE_PREFIX) for k in state):
-        state = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
-    return state
+    prefix, name = _encoder_prefix(blob, path, encoder)
+    if any(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, name
+    return state, "plain state dict"
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load strictly; a checkpoint of another architecture names the mismatch in one line."""
-    state = read_state_dict(path)
+def read_state_dict(path: str | Path, encoder: str = "auto") -> dict[str, torch.Tensor]:
+    return read_backbone(path, encoder)[0]
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "auto") -> nn.Module:
+    """Load strictly; a checkpoint of another architecture names the mismatch in one line.
+    ``model.ssl_encoder`` records which encoder of the checkpoint it holds."""
+    state, model.ssl_encoder = read_backbone(path, encoder)
     own = model.state_dict()
     head = getattr(model, "pretrained_cfg", {}).get("classifier") or ("head" if hasattr(model, "head") else None)
     if head and not any(k.startswith(head + ".") for k in own):  # a headless probe model: drop the classifier
@@ -68,11 +90,12 @@ def checkpoint_model_name(path: str | Path) -> str:
 
 
 def export_backbone(checkpoint: str | Path, out: str | Path, model_name: str | None = None,
-                    overwrite: bool = False) -> tuple[Path, str]:
+                    overwrite: bool = False, encoder: str = "auto") -> tuple[Path, str, str]:
     """Write the backbone of ``checkpoint`` as safetensors that
     ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=out))`` loads.
     The weights are first loaded strictly into a freshly built backbone, so a file that would
-    not load is never written; the file appears whole or not at all (temporary file + rename)."""
+    not load is never written; the file appears whole or not at all (temporary file + rename).
+    Returns (path, model name, which encoder was exported)."""
     import os
     import tempfile
 
@@ -87,15 +110,15 @@ def export_backbone(checkpoint: str | Path, out: str | Path, model_name: str | N
     if out.exists() and not overwrite:
         raise UserError(f"export path {out} exists; pass --overwrite to replace it")
     name = model_name or checkpoint_model_name(checkpoint)
-    model = load_backbone_weights(timm.create_model(name, pretrained=False, num_classes=0), checkpoint)
+    model = load_backbone_weights(timm.create_model(name, pretrained=False, num_classes=0), checkpoint, encoder)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(state, tmp, metadata={"model": name, "source": str(checkpoint)})
+        save_file(state, tmp, metadata={"model": name, "source": str(checkpoint), "encoder": model.ssl_encoder})
         os.replace(tmp, out)
     except BaseException:
         os.unlink(tmp)
         raise
-    return out, name
+    return out, name, model.ssl_encoder

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .checkpoints import ENCODER_CHOICES
 from .config import PROBES
 from .errors import UserError
 
@@ -40,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("out", help="OUT.safetensors")
     ex.add_argument("--model", help="timm name (default: the one in the checkpoint's config)")
     ex.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    ex.add_argument("--encoder", choices=ENCODER_CHOICES, default="auto",
+                    help="which encoder: auto = the one the method's paper evaluates (I-JEPA: the EMA target; "
+                         "others: the online backbone)")
     return p
 
 
@@ -48,8 +52,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "export":
             from .checkpoints import export_backbone
-            out, name = export_backbone(args.checkpoint, args.out, args.model, args.overwrite)
-            print(f"{name} backbone written to {out}; load it with timm.create_model({name!r}, pretrained=True, "
+            out, name, encoder = export_backbone(args.checkpoint, args.out, args.model, args.overwrite, args.encoder)
+            print(f"{name} backbone ({encoder} encoder) written to {out}; load it with timm.create_model({name!r}, pretrained=True, "
                   f"pretrained_cfg_overlay=dict(file={str(out)!r})) after `import ssl_suite`")
             return 0
         if args.command == "compare":

@@ -14,6 +14,7 @@ from typing import Any, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from .checkpoints import ENCODER_CHOICES
 from .errors import UserError
 
 
@@ -115,6 +116,7 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     pooling: str = "cls"  # cls | avg | cls_last:K (class tokens of the last K blocks)
+    encoder: str = "auto"  # auto (the method's paper: I-JEPA's EMA target, else online) | online | target
     batch_size: int = 512
     num_workers: int = 0  # loader workers for feature extraction (cheap transforms: 0 avoids oversubscribing)
     train_subset: Optional[int] = None  # probe on the first N training images
@@ -158,6 +160,7 @@ CHOICES = {
     "method.objective": ("geometric", "arithmetic", "multicrop"),
     "optim.name": ("adamw", "sgd", "lars"),
     "eval.fairness_data": ("spurious_fashion", "csv"),
+    "eval.encoder": ENCODER_CHOICES,
     "trainer.nonfinite": ("stop", "skip"),
 }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",

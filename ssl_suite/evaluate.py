@@ -43,7 +43,8 @@ def backbone_from(cfg: DictConfig, checkpoint: Optional[str]) -> tuple[torch.nn.
     model = build_backbone(cfg.model)
     if checkpoint is None:
         return model, f"random-init seed {cfg.seed}"
-    return load_backbone_weights(model, checkpoint), file_sha256(checkpoint)
+    model = load_backbone_weights(model, checkpoint, cfg.eval.encoder)
+    return model, f"{file_sha256(checkpoint)}:{model.ssl_encoder}"
 
 
 def cached_features(cfg: DictConfig, model, identity: str, images, **described):
@@ -138,7 +139,8 @@ def evaluate(cfg: DictConfig, checkpoint: Optional[str], probes=PROBES, baseline
     """{'pretrained': {probe: metrics}, 'random init': {...}} (the baseline unless disabled)."""
     rows = {}
     if checkpoint is not None:
-        rows["pretrained"] = run_probes(cfg, *backbone_from(cfg, checkpoint), probes, "pretrained")
+        model, identity = backbone_from(cfg, checkpoint)
+        rows["pretrained"] = {"encoder": model.ssl_encoder, **run_probes(cfg, model, identity, probes, "pretrained")}
     if baseline or checkpoint is None:
         rows["random init"] = run_probes(cfg, *backbone_from(cfg, None), probes, "random init")
     return rows
@@ -178,6 +180,8 @@ def markdown_table(rows: dict, cfg: DictConfig) -> str:
         lines.append("| gain over random init | " + " | ".join(f"{gain[p]:+.2f}" if p in gain else "" for p in probes)
                      + " |")
     notes = [f"{cfg.eval.pooling} pooling, {cfg.data.dataset} {cfg.data.train_split} -> {cfg.data.eval_split}"]
+    if "encoder" in rows.get("pretrained", {}):
+        notes.append(f"pretrained backbone: the checkpoint's {rows['pretrained']['encoder']} encoder")
     first = next(iter(rows.values()))
     if "fewshot" in probes:
         notes.append("few-shot: " + ", ".join(k for k, v in first["fewshot"].items() if isinstance(v, dict))
@@ -200,7 +204,7 @@ def save_results(rows: dict, cfg: DictConfig, checkpoint: Optional[str], step: i
     from torch.utils.tensorboard import SummaryWriter
     with SummaryWriter(str(Path(cfg.output_dir) / "tensorboard" / "eval")) as writer:
         for name, results in rows.items():
-            for probe in results:
+            for probe in (p for p in PROBES if p in results):
                 value = headline(results, probe)
                 if value is not None and probe in ("linear", "logistic", "knn"):
                     writer.add_scalar(f"eval/{name.replace(' ', '_')}/{probe}_top1", float(value), step)

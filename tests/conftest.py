@@ -34,6 +34,10 @@ def tiny_image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_fashion_mnist(tmp_path: Path) -> Path:
     """Four IDX files in Fashion-MNIST's format (small), for runs that must not depend on apt."""
+    return write_fake_fashion_mnist(tmp_path)
+
+
+def write_fake_fashion_mnist(tmp_path: Path) -> Path:
     import gzip
 
     rng = np.random.default_rng(0)

@@ -21,6 +21,7 @@ import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
 from .. import scaling
 from ..data import device_views
 from ..ema import EMATarget
+from ..checkpoints import BACKBONE_PREFIX, ENCODERS_KEY
 from ..errors import UserError
 from ..resume import seed_batch
 
@@ -54,6 +55,11 @@ def check_image_size(backbone: nn.Module, image_size: int, model_name: str) -> N
 
 
 class SSLMethod(pl.LightningModule):
+    # Where each encoder's backbone lives in the state dict, and the one the method's paper
+    # evaluates; written into every checkpoint for export and eval (checkpoints.read_backbone).
+    encoder_prefixes: dict[str, str] = {"online": BACKBONE_PREFIX}
+    eval_encoder = "online"
+
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__()
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
@@ -68,6 +74,9 @@ class SSLMethod(pl.LightningModule):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[ENCODERS_KEY] = {"prefixes": dict(self.encoder_prefixes), "default": self.eval_encoder}
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Each training batch first seeds this rank's random streams (views, masks, drop path)

@@ -20,6 +20,10 @@ from .base import EMATargetMethod
 
 
 class BYOL(EMATargetMethod):
+    # The paper evaluates the online encoder; its EMA target (backbone of the target's
+    # Sequential(backbone, projector)) can be chosen with eval.encoder=target.
+    encoder_prefixes = {"online": "backbone.", "target": "target.model.0."}
+
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
         m = cfg.method

@@ -44,6 +44,11 @@ class Predictor(nn.Module):
 
 
 class IJEPA(EMATargetMethod):
+    # "We use the target-encoder for evaluation and average pool its output" (Assran et al. 2023,
+    # https://arxiv.org/abs/2301.08243, appendix A.1).
+    encoder_prefixes = {"online": "backbone.", "target": "target.model.vit."}
+    eval_encoder = "target"
+
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
         m, vit = cfg.method, self.backbone
