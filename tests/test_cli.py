@@ -25,7 +25,8 @@ def test_pretrain_then_eval_prints_table_beside_random_init(fake_fashion_mnist, 
     for column in ("linear top-1", "logistic top-1", "kNN top-1 (k=20)", "few-shot top-1", "worst-group", "ECE"):
         assert column in out
     results = json.loads((tmp_path / "checkpoints" / "last.ckpt.eval.json").read_text())
-    assert set(results["pretrained"]) == {"linear", "logistic", "knn", "fewshot", "fairness", "calibration"}
+    assert set(results["pretrained"]) == {"encoder", "linear", "logistic", "knn", "fewshot", "fairness", "calibration"}
+    assert results["pretrained"]["encoder"] == "online" and "the checkpoint's online encoder" in out
     assert (tmp_path / "checkpoints" / "last.ckpt.eval.md").read_text().startswith("| backbone |")
     assert (tmp_path / "eval" / "reliability_pretrained.png").is_file()
     cached = list((tmp_path / "features").iterdir())
