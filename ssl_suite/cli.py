@@ -1,4 +1,4 @@
-"""``ssl-suite pretrain | eval | compare | export``: thin argument parsing over train.py and evaluate.py.
+"""``ssl-suite pretrain | eval | recipe | compare | export``: thin argument parsing over train.py and evaluate.py.
 
 Mistakes a user can fix (missing data, unknown config keys, mismatched checkpoints) print one
 line and exit with status 2, never a deep stack trace.
@@ -31,6 +31,10 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", help="Lightning .ckpt or .safetensors (default: the run's last.ckpt)")
     ev.add_argument("--no-baseline", action="store_true", help="skip the random-init backbone")
     ev.add_argument("--random-init", action="store_true", help="evaluate only the random-init backbone")
+    rec = sub.add_parser("recipe", help="print the hyperparameters a run would derive (builds and trains nothing)")
+    rec.add_argument("config")
+    rec.add_argument("overrides", nargs="*", help="e.g. trainer.devices=8 trainer.num_nodes=1 data.batch_size=256")
+    rec.add_argument("--json", action="store_true", help="one JSON object instead of text")
     cmp = sub.add_parser("compare", help="objectives x attention grid: pretrain, evaluate, report")
     cmp.add_argument("grid", help="grid YAML, e.g. configs/compare/fmnist_cpu.yaml")
     cmp.add_argument("--run", type=int, help="run only cell INDEX (e.g. $SLURM_ARRAY_TASK_ID), no report")
@@ -68,7 +72,10 @@ def main(argv=None) -> int:
             return 0
         from .config import load_config
         cfg = load_config(args.config, args.overrides)
-        if args.command == "pretrain":
+        if args.command == "recipe":
+            from .recipe import print_recipe
+            print_recipe(cfg, as_json=args.json)
+        elif args.command == "pretrain":
             from .train import pretrain
             path = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
             print(f"last checkpoint: {path}")

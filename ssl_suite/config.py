@@ -85,7 +85,10 @@ class OptimConfig:
     lr: float = 1e-3  # at base_batch_size; scaled to the effective batch by the optimizer's rule
     base_batch_size: int = 256
     weight_decay: float = 0.05
+    weight_decay_end: Optional[float] = None  # cosine schedule weight_decay -> weight_decay_end (I-JEPA)
     warmup_epochs: float = 1.0
+    warmup_start_lr: float = 0.0  # linear warm-up from here to lr (at base_batch_size, scaled as lr)
+    final_lr: Optional[float] = None  # cosine decay to here (at base_batch_size, scaled as lr); None: 1e-3 x lr
     momentum: float = 0.9  # sgd / lars
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw, at the base batch
     eps: float = 1e-8  # adamw, at the base batch
@@ -124,6 +127,7 @@ class EvalConfig:
     linear_epochs: int = 30
     linear_lr: float = 0.1
     linear_batch_size: int = 1024
+    linear_optimizer: str = "sgd"  # sgd | lars (MAE's probe at batch 16384: LARS's trust ratio on the weight)
     linear_augment: bool = False  # train the probe on augmented images on the fly (not cached)
     # logistic: L-BFGS logistic regression, C chosen on a held-out part of train (DINOv2)
     logistic_Cs: Optional[List[float]] = None  # None: the default log-spaced grid
@@ -161,6 +165,7 @@ CHOICES = {
     "optim.name": ("adamw", "sgd", "lars"),
     "eval.fairness_data": ("spurious_fashion", "csv"),
     "eval.encoder": ENCODER_CHOICES,
+    "eval.linear_optimizer": ("sgd", "lars"),
     "trainer.nonfinite": ("stop", "skip"),
 }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",

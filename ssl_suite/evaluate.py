@@ -108,7 +108,8 @@ def run_probes(cfg: DictConfig, model, identity: str, probes=PROBES, name: str =
         results["linear"] = augmented_linear_probe(cfg, model, name)
     if cached_linear:
         linear = linear_probe(train_x, train_y, test_x, test_y, num_classes=n_cls, epochs=e.linear_epochs,
-                              lr=e.linear_lr, batch_size=e.linear_batch_size, seed=cfg.seed, return_logits=True)
+                              lr=e.linear_lr, batch_size=e.linear_batch_size, optimizer=e.linear_optimizer,
+                              seed=cfg.seed, return_logits=True)
         logits = linear.pop("logits")
         if "linear" in probes and not augmented:
             results["linear"] = linear

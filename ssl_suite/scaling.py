@@ -14,7 +14,7 @@ change of batch size, device count or accumulation.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 from .errors import UserError
@@ -54,7 +54,8 @@ def scaled_momentum(rho: float, k: float) -> float:
 
 @dataclass(frozen=True)
 class Scaled:
-    """Every hyperparameter the rules derived, for the start-up summary and TensorBoard."""
+    """Every hyperparameter the rules derived, for the start-up summary, TensorBoard and
+    ``ssl-suite recipe``. Learning rates are peak / warm-up start / final values at this batch."""
     effective_batch: int
     base_batch: int
     kappa: float
@@ -63,18 +64,36 @@ class Scaled:
     betas: Optional[tuple[float, float]] = None
     eps: Optional[float] = None
     rule: bool = True  # False: kappa reported, nothing scaled
+    warmup_start_lr: float = 0.0
+    final_lr: float = 0.0
+    weight_decay: float = 0.0
+    weight_decay_end: Optional[float] = None  # cosine schedule weight_decay -> weight_decay_end
+    warmup_epochs: float = 0.0
+    max_epochs: int = 0
+    ema_momentum: Optional[float] = None  # the target's momentum at the start, rule applied
+    ema_kappa: Optional[float] = None
 
     def summary(self) -> str:
         parts = [f"effective batch {self.effective_batch} = kappa {self.kappa:g} x base {self.base_batch}",
-                 f"{self.optimizer} lr {self.lr:.4g}"]
+                 f"{self.optimizer} lr {self.lr:.4g} (warm-up from {self.warmup_start_lr:.3g} over "
+                 f"{self.warmup_epochs:g} of {self.max_epochs} epochs, cosine to {self.final_lr:.3g})"]
         if self.betas is not None:
             parts.append(f"betas ({self.betas[0]:.6g}, {self.betas[1]:.6g}) eps {self.eps:.3g}")
+        wd_end = "" if self.weight_decay_end is None else f" -> {self.weight_decay_end:g} (cosine)"
+        parts.append(f"weight decay {self.weight_decay:g}{wd_end}")
+        if self.ema_momentum is not None:
+            parts.append(f"EMA momentum {self.ema_momentum:.6g} at the start (rho^{self.ema_kappa:g})")
         return "; ".join(parts) + ("" if self.rule else " (optimizer scaling rule off)")
 
     def as_metrics(self) -> dict[str, float]:
         out = {f"scaling/{k}": float(v) for k, v in asdict(self).items() if isinstance(v, (int, float))}
         if self.betas is not None:
             out.update({"scaling/beta1": self.betas[0], "scaling/beta2": self.betas[1]})
+        return out
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        out["betas"] = None if self.betas is None else list(self.betas)
         return out
 
 
@@ -86,8 +105,10 @@ def scale(optimizer: str, lr: float, effective_batch: int, base_batch: int, *,
     lr_k = scaled_lr(lr, optimizer, kr)
     if optimizer in SQRT_LR:
         betas_k = tuple(1.0 - kr * (1.0 - b) for b in betas)
-        if min(betas_k) < 0:
-            raise UserError(f"kappa {kr:g} is too large for Adam betas {betas}: 1 - kappa (1 - beta) < 0")
+        if min(betas_k) <= 1e-9:  # 0 up to rounding: no momentum left
+            raise UserError(f"kappa {kr:g} is too large for Adam betas {tuple(betas)}: 1 - kappa (1 - beta) = "
+                            f"{min(betas_k):.3g} is not in (0, 1); lower the batch (or use accumulation at "
+                            f"the base batch), or set optim.base_batch_size nearer the effective batch")
         return Scaled(effective_batch, base_batch, k, optimizer, lr_k, betas_k, eps / math.sqrt(kr), rule)
     return Scaled(effective_batch, base_batch, k, optimizer, lr_k, rule=rule)
 
@@ -105,3 +126,22 @@ def linear_to_one(progress: float, rho_base: float) -> float:
 
 
 MOMENTUM_SCHEDULES = {"cosine": cosine_to_one, "linear": linear_to_one}
+
+
+def recipe(cfg, world_size: int, ema_schedule: Optional[str] = None) -> Scaled:
+    """Everything a run of ``cfg`` derives on ``world_size`` processes (devices x nodes): the
+    effective batch, the optimizer's rule applied to lr (warm-up start and final lr follow the
+    peak), betas and eps, the schedules in epochs, and the EMA momentum at the start
+    (``ema_schedule``: the method's, None for methods without an EMA target)."""
+    o, m = cfg.optim, cfg.method
+    effective = cfg.data.batch_size * world_size * cfg.trainer.accumulate_grad_batches
+    s = scale(o.name, o.lr, effective, o.base_batch_size, betas=tuple(o.betas), eps=o.eps, rule=o.scaling_rule)
+    ratio = s.lr / o.lr
+    final = 1e-3 * o.lr if o.final_lr is None else o.final_lr  # None: lightly's default, 1e-3 x peak
+    if o.warmup_epochs > cfg.trainer.max_epochs:
+        raise UserError(f"optim.warmup_epochs={o.warmup_epochs} exceeds trainer.max_epochs={cfg.trainer.max_epochs}")
+    ema_kappa = (s.kappa if m.ema_scaling_rule else 1.0) if ema_schedule else None
+    ema = MOMENTUM_SCHEDULES[ema_schedule](0.0, m.momentum_base) ** ema_kappa if ema_schedule else None
+    return replace(s, warmup_start_lr=o.warmup_start_lr * ratio, final_lr=final * ratio,
+                   weight_decay=o.weight_decay, weight_decay_end=o.weight_decay_end, warmup_epochs=o.warmup_epochs,
+                   max_epochs=cfg.trainer.max_epochs, ema_momentum=ema, ema_kappa=ema_kappa)

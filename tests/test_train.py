@@ -1,4 +1,5 @@
 """Pretraining through the Lightning Trainer: one step on ImageNet-style data, exact resume."""
+import math
 from pathlib import Path
 
 import pytest
@@ -6,18 +7,35 @@ import pytorch_lightning as pl
 import torch
 
 from ssl_suite.config import load_config
+from ssl_suite.recipe import derive
 from ssl_suite.train import pretrain
 
 QUICK = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true",
          "data.num_workers=0", "trainer.log_every_n_steps=1"]
 
 
+class RecordOptimizer(pl.Callback):
+    def on_train_start(self, trainer, module):
+        self.groups = [{k: v for k, v in g.items() if k != "params"} for g in trainer.optimizers[0].param_groups]
+        self.optimizer = type(trainer.optimizers[0]).__name__
+
+
 @pytest.mark.parametrize("config", sorted(Path("configs/pretrain").glob("*imagenet.yaml")), ids=str)
 def test_imagenet_config_runs_one_step_on_tiny_image_folder(config, tiny_image_folder, tmp_path):
     cfg = load_config(config, QUICK + [
         f"data.root={tiny_image_folder}", f"output_dir={tmp_path / 'run'}", "data.batch_size=4",
-        "trainer.max_steps=1", "trainer.max_epochs=1"])
-    last = pretrain(cfg, limit_val_batches=1)
+        "trainer.max_steps=1", "trainer.num_nodes=1"])
+    seen = RecordOptimizer()
+    last = pretrain(cfg, callbacks=[seen], limit_val_batches=1)
+    # The optimizer is built from what ``ssl-suite recipe`` prints for this machine (1 device x 4).
+    recipe = derive(cfg)
+    assert recipe["effective_batch"] == 4
+    assert seen.optimizer == {"adamw": "AdamW", "lars": "LARS"}[recipe["optimizer"]]
+    decayed = next(g for g in seen.groups if g["decayed"])
+    assert decayed["initial_lr"] == pytest.approx(recipe["lr"])
+    assert decayed["weight_decay"] == pytest.approx(recipe["weight_decay"])
+    if recipe["betas"] is not None:
+        assert list(decayed["betas"]) == pytest.approx(recipe["betas"]) and decayed["eps"] == pytest.approx(recipe["eps"])
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 1
     assert ckpt["state_dict"]["backbone.pos_embed"].shape[:2] == (1, 197)  # class token + 14 x 14 patches
@@ -47,3 +65,38 @@ def test_resume_continues_from_saved_step_with_saved_optimizer_state(fake_fashio
     torch.testing.assert_close(probe.weights, saved["state_dict"]["backbone.cls_token"])
     after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert after["global_step"] == 5
+
+
+class RecordSchedules(pl.Callback):
+    def __init__(self):
+        self.lr, self.wd = [], []
+
+    def on_train_batch_end(self, trainer, module, *args):  # the values this step trained with
+        group = trainer.optimizers[0].param_groups[0]
+        self.wd.append(group["weight_decay"])
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        self.lr.append(optimizer.param_groups[0]["lr"])
+
+
+def test_ijepa_schedules_warm_up_from_start_lr_and_raise_weight_decay_by_cosine(fake_fashion_mnist, tmp_path):
+    """I-JEPA's schedulers (facebookresearch/ijepa src/utils/schedulers.py), written out: lr linear
+    from start_lr to lr over the warm-up, then cosine to final_lr; weight decay
+    wd_end + (wd - wd_end) (1 + cos(pi t / T)) / 2 over all T steps."""
+    args = QUICK + [f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", "data.batch_size=16",
+                    "method.name=ijepa", "data.num_views=1", "model.name=vit_nano_patch4_28_sigmoid",
+                    "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2",
+                    "trainer.max_epochs=2", "optim.lr=1e-3", "optim.warmup_start_lr=2e-4", "optim.final_lr=1e-6",
+                    "optim.warmup_epochs=1", "optim.weight_decay=0.04", "optim.weight_decay_end=0.4",
+                    "optim.base_batch_size=16"]
+    seen = RecordSchedules()
+    pretrain(load_config(None, args), callbacks=[seen], limit_val_batches=1)
+    total, warmup = 12, 6  # 96 images / 16 per step, 2 epochs
+    assert len(seen.lr) == len(seen.wd) == total
+    expected_wd = [0.4 + (0.04 - 0.4) * (1 + math.cos(math.pi * t / total)) / 2 for t in range(total)]
+    assert seen.wd == pytest.approx(expected_wd)
+    # lightly's warm-up reaches the peak at its last step ((t + 1) / warm-up), then cosine over the rest.
+    expected_lr = [2e-4 + (1e-3 - 2e-4) * (t + 1) / warmup for t in range(warmup)]
+    expected_lr += [1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * t / (total - warmup - 1))) / 2
+                    for t in range(total - warmup)]
+    assert seen.lr == pytest.approx(expected_lr)

@@ -7,7 +7,8 @@ lr = ``lr * batch_size / 256`` (linear scaling rule), linear warm-up then half-c
 defined in epochs so it survives a batch-size change. Deterministic given ``seed``.
 Defaults (90 epochs, warm-up epochs // 9 = 10, batch 1024, base lr 0.1, SGD momentum 0.9,
 no weight decay) follow MAE's probe except the batch (MAE: 16384 with LARS); 1024 keeps ~60 steps/epoch on
-60k samples, which trains a 384-d probe in seconds on 2 CPU cores.
+60k samples, which trains a 384-d probe in seconds on 2 CPU cores. At MAE's own batch
+(``optimizer="lars"``, 16384, lr 0.1 x 16384 / 256 = 6.4) the step size rests on LARS's trust ratio.
 """
 from __future__ import annotations
 
@@ -63,6 +64,21 @@ def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
     return num_classes
 
 
+def probe_optimizer(linear: nn.Linear, name: str, lr: float, momentum: float = 0.9,
+                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD or MAE's LARS for the probe's linear layer; the bias gets no weight decay (MAE)."""
+    groups = [{"params": [linear.weight], "weight_decay": weight_decay},
+              {"params": [linear.bias], "weight_decay": 0.0}]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    # MAE's probe optimizer (facebookresearch/mae util/lars.py): the trust ratio scales the weight's
+    # update whatever the weight decay. timm's Lars does that with always_adapt; lightly's LARS
+    # skips the ratio when the weight decay is 0, which MAE's probe (wd 0, lr 6.4) depends on.
+    from timm.optim import Lars
+    groups[0]["always_adapt"] = True
+    return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001)
+
+
 def linear_probe(
     train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
     num_classes: int | None = None,
@@ -80,9 +96,9 @@ def linear_probe(
 ) -> dict:
     """Train BN(no affine)+Linear on train features, report top-1/top-5 (%) on test features.
 
-    ``lr`` is the base lr per 256 samples. ``optimizer="lars"`` uses lightly's LARS on the weight
-    (bias and BN excluded, as MAE). Note lightly's LARS applies its trust ratio only to
-    parameters with ``weight_decay != 0``: with the default 0 it reduces to SGD with momentum.
+    ``lr`` is the base lr per 256 samples. ``optimizer="lars"`` is MAE's probe optimizer
+    (facebookresearch/mae util/lars.py): the trust ratio 0.001 |w| / |g + wd w| scales the weight
+    matrix's update whatever the weight decay; the bias gets neither decay nor the ratio.
     Returns {"top1", "top5", "protocol"} (+ "logits", the test logits, with ``return_logits``).
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
@@ -100,13 +116,7 @@ def linear_probe(
     nn.init.trunc_normal_(head[1].weight, std=0.01, generator=gen)  # MAE's head init
     nn.init.zeros_(head[1].bias)
     head.to(device)
-    groups = [{"params": [head[1].weight], "weight_decay": weight_decay},
-              {"params": [head[1].bias], "weight_decay": 0.0}]
-    if optimizer == "lars":
-        from lightly.utils.lars import LARS
-        opt = LARS(groups, lr=peak_lr, momentum=momentum)
-    else:
-        opt = torch.optim.SGD(groups, lr=peak_lr, momentum=momentum)
+    opt = probe_optimizer(head[1], optimizer, peak_lr, momentum, weight_decay)
 
     threads = torch.get_num_threads()
     if torch.device(device).type == "cpu":

@@ -6,12 +6,14 @@ in epochs) lives here once.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import timm
 import torch
 import pytorch_lightning as pl
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
-from lightly.utils.scheduler import CosineWarmupScheduler
+from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
@@ -112,10 +114,11 @@ class SSLMethod(pl.LightningModule):
         device count or accumulation."""
         return self.trainer.global_step / max(1, self.trainer.estimated_stepping_batches)
 
+    ema_schedule: Optional[str] = None  # EMA-target methods: the momentum schedule to 1
+
     def configure_optimizers(self):
         opt = self.cfg.optim
-        self.scaled = scaling.scale(opt.name, opt.lr, self.effective_batch_size(), opt.base_batch_size,
-                                    betas=tuple(opt.betas), eps=opt.eps, rule=opt.scaling_rule)
+        self.scaled = scaling.recipe(self.cfg, self.trainer.world_size, self.ema_schedule)
         # No weight decay on biases, norms, tokens, or the online probe (standard ViT practice).
         decay, no_decay = [], []
         for name, p in self.named_parameters():
@@ -123,21 +126,36 @@ class SSLMethod(pl.LightningModule):
                 continue
             skip = p.ndim <= 1 or name.startswith("online_classifier") or "token" in name or "pos_embed" in name
             (no_decay if skip else decay).append(p)
-        groups = [{"params": decay, "weight_decay": opt.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [{"params": decay, "weight_decay": opt.weight_decay, "decayed": True},
+                  {"params": no_decay, "weight_decay": 0.0, "decayed": False}]
         lr = self.scaled.lr
         if opt.name == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.scaled.betas, eps=self.scaled.eps)
         elif opt.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=lr, momentum=opt.momentum)
-        else:
+        else:  # lightly's LARS adapts only groups with weight decay: biases and norms are excluded (SimCLR, BYOL)
             optimizer = LARS(groups, lr=lr, momentum=opt.momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = min(total - 1, int(opt.warmup_epochs * steps_per_epoch))
-        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total)
+        # lightly's schedule takes fractions of the peak lr.
+        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total,
+                                          warmup_start_value=self.scaled.warmup_start_lr / lr,
+                                          end_value=self.scaled.final_lr / lr)
         rank_zero_info(f"[scaling] {self.scaled.summary()}; warm-up {warmup} of {total} steps")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """The weight-decay schedule (I-JEPA: cosine from weight_decay to weight_decay_end)."""
+        if self.scaled.weight_decay_end is None:
+            return
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        wd = cosine_schedule(min(self.trainer.global_step, total), total + 1, self.scaled.weight_decay,
+                             self.scaled.weight_decay_end)
+        for group in self.trainer.optimizers[0].param_groups:
+            if group["decayed"]:
+                group["weight_decay"] = wd
+        self.log("weight_decay", wd, batch_size=1)
 
     def on_train_start(self) -> None:
         if self.logger is not None:  # the derived hyperparameters, visible in TensorBoard
@@ -159,7 +177,7 @@ class EMATargetMethod(SSLMethod):
 
     def configure_optimizers(self):
         out = super().configure_optimizers()
-        self.target.kappa = self.scaled.kappa if self.cfg.method.ema_scaling_rule else 1.0
+        self.target.kappa = self.scaled.ema_kappa
         rank_zero_info(f"[scaling] EMA momentum: rho(p)^{self.target.kappa:g}, rho_base {self.target.rho_base} "
                        f"-> {self.target.momentum_at(0.0):.6g} at the start ({self.target.schedule} to 1)")
         return out

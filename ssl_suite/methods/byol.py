@@ -22,6 +22,7 @@ from .base import EMATargetMethod
 class BYOL(EMATargetMethod):
     # The paper evaluates the online encoder; its EMA target (backbone of the target's
     # Sequential(backbone, projector)) can be chosen with eval.encoder=target.
+    ema_schedule = "cosine"
     encoder_prefixes = {"online": "backbone.", "target": "target.model.0."}
 
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
@@ -29,7 +30,7 @@ class BYOL(EMATargetMethod):
         m = cfg.method
         self.projection_head = BYOLProjectionHead(self.backbone.num_features, m.proj_hidden_dim, m.proj_output_dim)
         self.prediction_head = BYOLPredictionHead(m.proj_output_dim, m.pred_hidden_dim, m.proj_output_dim)
-        self.target = EMATarget(self.online_network(), m.momentum_base, "cosine")
+        self.target = EMATarget(self.online_network(), m.momentum_base, self.ema_schedule)
         self.criterion = NegativeCosineSimilarity()
 
     def online_network(self) -> nn.Module:

@@ -46,6 +46,7 @@ class Predictor(nn.Module):
 class IJEPA(EMATargetMethod):
     # "We use the target-encoder for evaluation and average pool its output" (Assran et al. 2023,
     # https://arxiv.org/abs/2301.08243, appendix A.1).
+    ema_schedule = "linear"
     encoder_prefixes = {"online": "backbone.", "target": "target.model.vit."}
     eval_encoder = "target"
 
@@ -57,7 +58,7 @@ class IJEPA(EMATargetMethod):
         self.encoder = masked_encoder(vit)
         self.predictor = Predictor(vit.patch_embed.num_patches, vit.embed_dim, m.decoder_dim, m.decoder_depth,
                                    m.decoder_heads, self.num_prefix, cfg.model.attention, cfg.model.sigmoid_bias)
-        self.target = EMATarget(self.encoder, m.momentum_base, "linear")
+        self.target = EMATarget(self.encoder, m.momentum_base, self.ema_schedule)
         self.mask_args = dict(num_targets=m.num_targets, target_scale=tuple(m.target_scale),
                               target_aspect=tuple(m.target_aspect), context_scale=tuple(m.context_scale),
                               min_context=m.min_context)
