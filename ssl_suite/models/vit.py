@@ -42,12 +42,17 @@ def create_sigmoid_vit(variant: str, pretrained: bool = False, attention: str = 
 
 
 def _cfg(img_size: int) -> dict:
-    # No URL: weights come from a local file, e.g. pretrained_cfg_overlay=dict(file="backbone.safetensors").
+    """The fields timm's own ViT configs carry. No URL: weights come from a local file, e.g.
+    pretrained_cfg_overlay=dict(file="backbone.safetensors"). num_classes 0: SSL backbones are
+    headless, so an exported backbone loads strictly via pretrained=True. The position table is
+    learned at one size: fixed_input_size. crop_pct is the suite's eval transform (ImageNet:
+    resize to size / 0.875 and centre-crop, MAE's probe; 28-32 px data: the image as it is)."""
     small = img_size <= 32
-    # num_classes 0: SSL backbones are headless, so an exported backbone loads strictly via pretrained=True.
-    return dict(url="", num_classes=0, classifier="head", input_size=(3, img_size, img_size),
+    return dict(url="", num_classes=0, input_size=(3, img_size, img_size), fixed_input_size=True, pool_size=None,
+                crop_pct=1.0 if small else 0.875, crop_mode="center", interpolation="bicubic",
                 mean=(0.5, 0.5, 0.5) if small else (0.485, 0.456, 0.406),
-                std=(0.5, 0.5, 0.5) if small else (0.229, 0.224, 0.225), license="apache-2.0")
+                std=(0.5, 0.5, 0.5) if small else (0.229, 0.224, 0.225),
+                first_conv="patch_embed.proj", classifier="head", license="apache-2.0")
 
 
 default_cfgs = generate_default_cfgs({variant_name(*v): _cfg(v[2]) for v in VARIANTS})
