@@ -8,6 +8,19 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped where no GPU is visible (the GPU lane)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (the GPU lane: pytest -m gpu on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def tiny_image_folder(tmp_path: Path) -> Path:
     """An ImageNet-layout folder (train/ and val/, 3 classes) of small generated JPEGs and PNGs,

@@ -57,7 +57,8 @@ OBJECTIVES = {
 def test_two_ddp_processes_match_one_process_at_the_same_global_batch(objective, fake_fashion_mnist, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    common = ["trainer.accelerator=cpu", "data.num_workers=0", "data.augment_on=cpu", "trainer.max_steps=1",
+    # gloo on CPU here; the GPU lane reruns this file over NCCL (tests/gpu/test_gpu_lane.py).
+    common = [f"trainer.accelerator={os.environ.get('SSL_SUITE_TEST_ACCELERATOR', 'cpu')}", "data.num_workers=0", "data.augment_on=cpu", "trainer.max_steps=1",
               "trainer.max_epochs=1", "optim.base_batch_size=16", "model.name=vit_nano_patch7_28_sigmoid", "optim.name=sgd", "trainer.precision=64-true",
               "method.proj_output_dim=32", f"data.root={fake_fashion_mnist}", *OBJECTIVES[objective]]
     results = {}
