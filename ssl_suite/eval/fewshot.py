@@ -1,11 +1,13 @@
-"""Low-shot logistic regression on frozen features (MSN's protocol): k-shot and p% label splits.
+"""Low-shot logistic regression on frozen features: MSN's protocol (Assran et al. 2022,
+https://arxiv.org/abs/2204.07141; facebookresearch/msn logistic_eval.py), k-shot and p% splits.
 
-Few-shot numbers swing by points with the choice of labelled samples, so each setting is run
-on ``num_splits`` seeded splits and reported as mean +- std (numpy's default, ddof=0), and the
-splits can be written to JSON and reloaded so that other runs use exactly the same samples.
-Features are centred with the mean of the labelled subset (all that a low-shot learner may see)
-and L2-normalised, then ``logistic.fit_logistic`` is fitted at one C (sklearn's convention:
-``sum CE + |W|^2 / 2C``; cyanure/MSN's ``lambda`` is ``1 / (C * n_labelled)``).
+MSN: each sample's feature vector (each row) is centred by its own mean and L2-normalised;
+multiclass logistic regression *without* intercept, L2 penalty lambda = 0.00025 / n on cyanure's
+mean loss, i.e. sklearn's ``C = 1 / (lambda n) = 4000`` on ``sum CE + |W|^2 / 2C``; solved here
+by ``logistic.fit_logistic`` (full-batch L-BFGS to convergence). Few-shot numbers swing by
+points with the choice of labelled samples, so each setting runs on ``num_splits`` seeded splits,
+reported as mean +- std (numpy's default, ddof=0); the splits can be written to JSON and
+reloaded so that other runs use exactly the same samples.
 """
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ from torch import Tensor
 
 from .linear import check_features, topk_accuracy
 from .logistic import affine_logits, fit_logistic
+
+
+MSN_C = 4000.0  # 1 / (lambda n) with MSN's lambda = 0.00025 / n
+
+
+def msn_normalize(x: Tensor) -> Tensor:
+    """MSN's feature preparation: each row centred by its own mean, then L2-normalised."""
+    return F.normalize(x - x.mean(dim=1, keepdim=True), dim=1)
 
 
 def fewshot_splits(train_y: Tensor, shots: int | None = None, percent: float | None = None,
@@ -76,7 +86,7 @@ def fewshot_probe(
     percents: Sequence[float] = (1.0,),
     num_splits: int = 5,
     seed: int = 0,
-    C: float = 1.0,
+    C: float = MSN_C,
     num_classes: int | None = None,
     max_iter: int = 1000,
     splits_dir: str | Path | None = None,
@@ -107,17 +117,16 @@ def fewshot_probe(
         accs = [_fit_and_score(train_x[s], train_y[s], test_x, test_y, num_classes, C, max_iter, device) for s in splits]
         result[key] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_split": accs}
     result["protocol"] = (
-        f"MSN low-shot: multinomial L2 logistic regression (sum CE + |W|^2/2C, C={C:g}, L-BFGS max_iter={max_iter}) "
-        f"on features centred with the labelled subset's mean and L2-normalised; test top-1 mean +- std (ddof=0) "
-        f"over {num_splits} seeded splits (seed {seed}) per setting")
+        f"MSN low-shot: rows centred and L2-normalised, multinomial logistic regression without intercept, "
+        f"L2 C={C:g} (lambda = 1/(C n){' = MSN 0.00025/n' if C == MSN_C else ''}), L-BFGS max_iter={max_iter}; "
+        f"test top-1 mean +- std (ddof=0) over {num_splits} seeded splits (seed {seed}) per setting")
     return result
 
 
 def _fit_and_score(x: Tensor, y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
                    C: float, max_iter: int, device: str | torch.device) -> float:
-    """Centre with the labelled mean, L2-normalise, fit, and return test top-1 (%)."""
+    """MSN: normalise rows, fit without intercept, and return test top-1 (%)."""
     x = x.to(device, torch.float32)
-    mean = x.mean(0)
-    w, b = fit_logistic(F.normalize(x - mean, dim=1), y, num_classes, C=C, max_iter=max_iter, device=device)
-    logits = affine_logits(test_x, w, b, prepare=lambda t: F.normalize(t - mean, dim=1))
+    w, b = fit_logistic(msn_normalize(x), y, num_classes, C=C, max_iter=max_iter, device=device, fit_intercept=False)
+    logits = affine_logits(test_x, w, b, prepare=msn_normalize)
     return topk_accuracy(logits, test_y.long().cpu(), (1,))["top1"]

@@ -42,8 +42,10 @@ def fit_logistic(
     init: tuple[Tensor, Tensor] | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    fit_intercept: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Minimise ``sum_i CE(x_i W^T + b, y_i) + ||W||^2 / (2C)``; return ``(W (K, D), b (K,))`` on ``device``.
+    ``fit_intercept=False`` keeps b at 0 (sklearn's ``fit_intercept=False``).
 
     No preprocessing here: ``x`` is used as given (standardise or normalise beforehand).
     ``init`` = a previous ``(W, b)`` warm-starts the solver (a C sweep); a converged start
@@ -72,7 +74,9 @@ def fit_logistic(
     flat = torch.arange(n, device=device) * num_classes + y  # positions of the true-class logits
     logits = torch.empty(n, num_classes, device=device, dtype=dtype)
     reg = 1.0 / (2.0 * C * n)  # the sklearn objective divided by n
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=tol,
+    if not fit_intercept:
+        b.zero_()
+    opt = torch.optim.LBFGS([w, b] if fit_intercept else [w], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=tol,
                             tolerance_change=1e-12, history_size=history_size, line_search_fn="strong_wolfe")
 
     @torch.no_grad()
@@ -81,7 +85,8 @@ def fit_logistic(
         loss = -z.view(-1)[flat].mean() + reg * w.pow(2).sum()
         z.exp_().view(-1).index_add_(0, flat, z.new_full((n,), -1.0))  # d(sum CE)/d logits
         torch.addmm(w, z.T, x, beta=2 * reg, alpha=1.0 / n, out=w.grad)
-        torch.sum(z, 0, out=b.grad).div_(n)
+        if fit_intercept:
+            torch.sum(z, 0, out=b.grad).div_(n)
         return loss
 
     threads = torch.get_num_threads()

@@ -98,3 +98,32 @@ def test_probe_mean_std_and_saved_splits(tmp_path):
     assert again["5-shot"] == direct["5-shot"]
     with pytest.raises(ValueError, match="num_train"):  # same file names, other data set
         fewshot_probe(xtr[:-8], ytr[:-8], xte, yte, **kw)
+
+
+def test_msn_protocol_matches_sklearn_on_the_same_split():
+    """An independent MSN few-shot (facebookresearch/msn logistic_eval.py): rows centred and
+    L2-normalised, sklearn LogisticRegression(fit_intercept=False, C = 1 / (lambda n) = 4000)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xtr, ytr, xte, yte = gaussian(3)
+    split = fewshot_splits(ytr, shots=5, num_splits=1, seed=0)[0]
+
+    def rows(x):
+        x = np.asarray(x, dtype=np.float64)
+        x = x - x.mean(1, keepdims=True)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    clf = LogisticRegression(fit_intercept=False, C=4000.0, max_iter=10000, tol=1e-8)
+    clf.fit(rows(xtr[split]), np.asarray(ytr[split]))
+    ref = 100.0 * float((clf.predict(rows(xte)) == np.asarray(yte)).mean())
+    got = fewshot_probe(xtr, ytr, xte, yte, shots=(5,), percents=(), num_splits=1, seed=0)
+    assert abs(got["5-shot"]["mean"] - ref) <= 0.5, (got["5-shot"], ref)
+    assert "without intercept" in got["protocol"] and "C=4000" in got["protocol"]
+
+
+def test_fit_without_intercept_keeps_the_bias_at_zero():
+    from ssl_suite.eval.logistic import fit_logistic
+
+    xtr, ytr, _, _ = gaussian(4)
+    w, b = fit_logistic(xtr, ytr, 8, C=10.0, fit_intercept=False)
+    assert torch.count_nonzero(b) == 0 and torch.count_nonzero(w) > 0
