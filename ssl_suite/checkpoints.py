@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .files import atomic_write
 
 BACKBONE_PREFIX = "backbone."
 ENCODER_CHOICES = ("auto", "online", "target")
@@ -96,9 +97,6 @@ def export_backbone(checkpoint: str | Path, out: str | Path, model_name: str | N
     The weights are first loaded strictly into a freshly built backbone, so a file that would
     not load is never written; the file appears whole or not at all (temporary file + rename).
     Returns (path, model name, which encoder was exported)."""
-    import os
-    import tempfile
-
     import timm
     from safetensors.torch import save_file
 
@@ -113,12 +111,6 @@ def export_backbone(checkpoint: str | Path, out: str | Path, model_name: str | N
     model = load_backbone_weights(timm.create_model(name, pretrained=False, num_classes=0), checkpoint, encoder)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"model": name, "source": str(checkpoint), "encoder": model.ssl_encoder})
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"model": name, "source": str(checkpoint),
+                                                                   "encoder": model.ssl_encoder}))
     return out, name, model.ssl_encoder

@@ -24,13 +24,14 @@ def parser() -> argparse.ArgumentParser:
                      help="resume from output_dir/checkpoints/last.ckpt, or from the given checkpoint")
     pre.add_argument("--overwrite", action="store_true",
                      help="start afresh even if output_dir already holds checkpoints (they are deleted)")
-    ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init")
+    ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init and raw pixels")
     ev.add_argument("probe", help="all, or one or more (comma-separated) of: " + ", ".join(PROBES))
     ev.add_argument("config")
     ev.add_argument("overrides", nargs="*")
     ev.add_argument("--checkpoint", help="Lightning .ckpt or .safetensors (default: the run's last.ckpt)")
-    ev.add_argument("--no-baseline", action="store_true", help="skip the random-init backbone")
+    ev.add_argument("--no-baseline", action="store_true", help="skip the floors (random init and raw pixels)")
     ev.add_argument("--random-init", action="store_true", help="evaluate only the random-init backbone")
+    ev.add_argument("--pixels", action="store_true", help="evaluate only the raw-pixel baseline")
     rec = sub.add_parser("recipe", help="print the hyperparameters a run would derive (builds and trains nothing)")
     rec.add_argument("config")
     rec.add_argument("overrides", nargs="*", help="e.g. trainer.devices=8 trainer.num_nodes=1 data.batch_size=256")
@@ -82,13 +83,15 @@ def main(argv=None) -> int:
         else:
             from .evaluate import evaluate, markdown_table, save_results
             from .train import checkpoint_dir
-            checkpoint = None if args.random_init else args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
+            only_floor = args.random_init or args.pixels
+            checkpoint = None if only_floor else args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
             if checkpoint is not None and args.checkpoint is None and not Path(checkpoint).is_file():
                 raise UserError(f"no checkpoint at {checkpoint} (pretrain first, or pass --checkpoint FILE)")
             probes = PROBES if args.probe == "all" else tuple(args.probe.split(","))
             if unknown := [p for p in probes if p not in PROBES]:
                 raise UserError(f"unknown probe {unknown[0]!r}; valid: all, {', '.join(PROBES)}")
-            rows = evaluate(cfg, checkpoint, probes, baseline=not args.no_baseline)
+            rows = evaluate(cfg, checkpoint, probes, baseline=not (args.no_baseline or args.pixels),
+                            pixels=not (args.no_baseline or args.random_init))
             print(markdown_table(rows, cfg))
             json_path, md_path = save_results(rows, cfg, checkpoint)
             print(f"\nresults: {json_path} and {md_path}")

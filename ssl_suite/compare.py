@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 
 from .config import CHOICES, PROBES, load_config
 from .errors import UserError
+from .files import atomic_write_text
 
 GRID_KEYS = {"output_dir", "objectives", "attention", "seeds", "axes", "budget", "overrides", "probes",
              "eval_overrides", "min_free_gib"}
@@ -168,9 +169,7 @@ def execute(grid: Grid, run: Run, baseline: bool = False, log=print) -> dict:
               "axes": run.axes, "baseline": baseline,
               "eval": json.loads(evals[-1].read_text()) if evals else {},
               "train": json.loads(stats.read_text()) if stats.is_file() else {}}
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, done)  # the marker appears whole or not at all
+    atomic_write_text(done, json.dumps(result, indent=2))  # the marker appears whole or not at all
     return result
 
 

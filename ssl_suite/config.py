@@ -119,6 +119,7 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     pooling: str = "cls"  # cls | avg | cls_last:K (class tokens of the last K blocks)
+    pixel_size: Optional[int] = None  # raw-pixel baseline: area-downsample images larger than this (None: as they are)
     encoder: str = "auto"  # auto (the method's paper: I-JEPA's EMA target, else online) | online | target
     batch_size: int = 512
     num_workers: int = 0  # loader workers for feature extraction (cheap transforms: 0 avoids oversubscribing)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .checkpoints import load_backbone_weights
 from .config import PROBES
@@ -29,8 +29,10 @@ from .data.transforms import eval_transform
 from .eval.calibration import calibration, reliability_diagram
 from .eval.fairness import group_counts, group_metrics
 from .eval.features import cache_file, extract_features, file_sha256
+from .files import atomic_write_text
 from .eval.fewshot import fewshot_probe
 from .eval.knn import knn_classify
+from .eval.baselines import RawPixels
 from .eval.linear import linear_probe
 from .eval.logistic import logistic_probe
 from .methods import build_backbone
@@ -136,14 +138,40 @@ def run_probes(cfg: DictConfig, model, identity: str, probes=PROBES, name: str =
     return results
 
 
-def evaluate(cfg: DictConfig, checkpoint: Optional[str], probes=PROBES, baseline: bool = True) -> dict:
-    """{'pretrained': {probe: metrics}, 'random init': {...}} (the baseline unless disabled)."""
+def cached_probes(cfg: DictConfig, model, identity: str, probes, name: str) -> dict[str, dict]:
+    """``run_probes`` for a baseline, its results kept in ``output_dir/baselines`` under a name
+    derived from everything they depend on, so a second eval (or grid cell) computes each once."""
+    meta = dict(weights=identity, model=cfg.model.name, attention=cfg.model.attention, seed=cfg.seed,
+                data=OmegaConf.to_container(cfg.data, resolve=True), eval=OmegaConf.to_container(cfg.eval, resolve=True))
+    results, todo = {}, []
+    for probe in probes:
+        path = cache_file(Path(cfg.output_dir) / "baselines", {**meta, "probe": probe}).with_suffix(".json")
+        if path.is_file():
+            results[probe] = json.loads(path.read_text())
+        else:
+            todo.append((probe, path))
+    if todo:
+        computed = run_probes(cfg, model, identity, [p for p, _ in todo], name)
+        for probe, path in todo:
+            results[probe] = computed[probe]
+            atomic_write_text(path, json.dumps(computed[probe], default=float))
+    return {p: results[p] for p in probes}
+
+
+def evaluate(cfg: DictConfig, checkpoint: Optional[str], probes=PROBES, baseline: bool = True,
+             pixels: bool = True) -> dict:
+    """{'pretrained': {probe: metrics}, 'random init': {...}, 'raw pixels': {...}}: the floors
+    (random init and raw pixels through the same probes) unless disabled."""
     rows = {}
     if checkpoint is not None:
         model, identity = backbone_from(cfg, checkpoint)
         rows["pretrained"] = {"encoder": model.ssl_encoder, **run_probes(cfg, model, identity, probes, "pretrained")}
-    if baseline or checkpoint is None:
-        rows["random init"] = run_probes(cfg, *backbone_from(cfg, None), probes, "random init")
+    if baseline:
+        rows["random init"] = cached_probes(cfg, *backbone_from(cfg, None), probes, "random init")
+    if pixels:
+        pixel_model = RawPixels(cfg.eval.pixel_size)
+        rows["raw pixels"] = {"features": pixel_model.describe(),
+                              **cached_probes(cfg, pixel_model, f"raw-pixels:{cfg.eval.pixel_size}", probes, "raw pixels")}
     return rows
 
 
@@ -173,17 +201,21 @@ def markdown_table(rows: dict, cfg: DictConfig) -> str:
     probes = [p for p in PROBES if any(p in r for r in rows.values())]
     lines = ["| backbone | " + " | ".join(COLUMNS[p] for p in probes) + " |", "|" + "---|" * (len(probes) + 1)]
     for name, r in rows.items():
-        lines.append(f"| {name} ({cfg.model.name}, {cfg.model.attention}) | "
-                     + " | ".join(headline(r, p) or "" for p in probes) + " |")
+        label = r["features"] if "features" in r else f"{name} ({cfg.model.name}, {cfg.model.attention})"
+        lines.append(f"| {label} | " + " | ".join(headline(r, p) or "" for p in probes) + " |")
     top1 = [p for p in ("linear", "logistic", "knn") if p in probes]
-    if "pretrained" in rows and "random init" in rows and top1:
-        gain = {p: float(headline(rows["pretrained"], p)) - float(headline(rows["random init"], p)) for p in top1}
-        lines.append("| gain over random init | " + " | ".join(f"{gain[p]:+.2f}" if p in gain else "" for p in probes)
-                     + " |")
+    for floor in ("random init", "raw pixels"):
+        if "pretrained" in rows and floor in rows and top1:
+            gain = {p: float(headline(rows["pretrained"], p)) - float(headline(rows[floor], p)) for p in top1}
+            lines.append(f"| pretrained minus {floor} | "
+                         + " | ".join(f"{gain[p]:+.2f}" if p in gain else "" for p in probes) + " |")
     notes = [f"{cfg.eval.pooling} pooling, {cfg.data.dataset} {cfg.data.train_split} -> {cfg.data.eval_split}"]
     if "encoder" in rows.get("pretrained", {}):
         notes.append(f"pretrained backbone: the checkpoint's {rows['pretrained']['encoder']} encoder")
     first = next(iter(rows.values()))
+    if "raw pixels" in rows:
+        notes.append("raw pixels: the eval-transformed image flattened, through the same probes (each standardises "
+                     "it as it standardises features)")
     if "fewshot" in probes:
         notes.append("few-shot: " + ", ".join(k for k, v in first["fewshot"].items() if isinstance(v, dict))
                      + f" over {cfg.eval.fewshot_splits} splits (mean ± std)")
@@ -197,11 +229,12 @@ def markdown_table(rows: dict, cfg: DictConfig) -> str:
 
 def save_results(rows: dict, cfg: DictConfig, checkpoint: Optional[str], step: int = 0) -> tuple[Path, Path]:
     """JSON and Markdown beside the checkpoint (``<ckpt>.eval.json``/``.md``); scalars to TensorBoard."""
-    base = Path(checkpoint) if checkpoint else Path(cfg.output_dir) / "random_init"
+    floor = "random_init" if "random init" in rows else "raw_pixels"
+    base = Path(checkpoint) if checkpoint else Path(cfg.output_dir) / floor
     base.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path = base.with_name(base.name + ".eval.json"), base.with_name(base.name + ".eval.md")
-    json_path.write_text(json.dumps(rows, indent=2, default=float))
-    md_path.write_text(markdown_table(rows, cfg) + "\n")
+    atomic_write_text(json_path, json.dumps(rows, indent=2, default=float))
+    atomic_write_text(md_path, markdown_table(rows, cfg) + "\n")
     from torch.utils.tensorboard import SummaryWriter
     with SummaryWriter(str(Path(cfg.output_dir) / "tensorboard" / "eval")) as writer:
         for name, results in rows.items():

@@ -21,18 +21,23 @@ def test_pretrain_then_eval_prints_table_beside_random_init(fake_fashion_mnist, 
     out = capsys.readouterr().out
     assert "| pretrained (vit_nano_patch7_28_sigmoid, sigmoid) |" in out
     assert "| random init (vit_nano_patch7_28_sigmoid, sigmoid) |" in out
-    assert "gain over random init" in out and "kNN: DINO's weighted vote, cosine, k in [5], T=0.07" in out
+    assert "| raw pixels |" in out and "pretrained minus raw pixels" in out
+    assert "pretrained minus random init" in out and "kNN: DINO's weighted vote, cosine, k in [5], T=0.07" in out
     for column in ("linear top-1", "logistic top-1", "kNN top-1 (k=20)", "few-shot top-1", "worst-group", "ECE"):
         assert column in out
     results = json.loads((tmp_path / "checkpoints" / "last.ckpt.eval.json").read_text())
     assert set(results["pretrained"]) == {"encoder", "linear", "logistic", "knn", "fewshot", "fairness", "calibration"}
+    assert set(results["raw pixels"]) == {"features", "linear", "logistic", "knn", "fewshot", "fairness", "calibration"}
     assert results["pretrained"]["encoder"] == "online" and "the checkpoint's online encoder" in out
     assert (tmp_path / "checkpoints" / "last.ckpt.eval.md").read_text().startswith("| backbone |")
     assert (tmp_path / "eval" / "reliability_pretrained.png").is_file()
     cached = list((tmp_path / "features").iterdir())
-    assert len(cached) == 8  # (train + test) x (main + fairness set), pretrained + random init
+    assert len(cached) == 12  # (train + test) x (main + fairness set) x (pretrained, random init, raw pixels)
+    baselines = sorted((tmp_path / "baselines").iterdir())
+    assert len(baselines) == 12  # 6 probes x 2 floors, each computed once
     assert main(["eval", "knn", *args]) == 0  # second run reads the cache
     assert sorted((tmp_path / "features").iterdir()) == sorted(cached)
+    assert sorted((tmp_path / "baselines").iterdir()) == baselines  # the floors' results were reused
 
 
 def test_unknown_key_is_one_line(capsys):

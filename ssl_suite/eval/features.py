@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from ..files import atomic_write
 
 POOLINGS = ("cls", "avg", "cls_last:K")
 BACKBONE_KEYS = ("weights", "model")  # cache meta keys that identify the backbone
@@ -39,10 +40,13 @@ def _parse_pooling(pooling: str) -> int | None:
 
 
 def pool_features(model: nn.Module, images: Tensor, pooling: str) -> Tensor:
-    """Return pooled features (B, D) of ``images`` (B, C, H, W); see the module docstring."""
+    """Return pooled features (B, D) of ``images`` (B, C, H, W); see the module docstring.
+    A model with ``pools_itself`` (the raw-pixel baseline) gives its features directly."""
     k = _parse_pooling(pooling)
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if getattr(model, "pools_itself", False):
+        return model(images)
     n_prefix = int(getattr(model, "num_prefix_tokens", 0))
     if pooling != "avg" and not getattr(model, "has_class_token", n_prefix > 0):
         raise ValueError(f"pooling {pooling!r} needs a class token; this model has none")
@@ -106,15 +110,7 @@ def _load_cache(path: Path, meta: dict[str, Any]) -> tuple[Tensor, Tensor] | Non
 
 
 def _save_atomic(path: Path, blob: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)  # readers see the old file or the whole new one, never half
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))  # readers see the old file or the whole new one
 
 
 def extract_features(
