@@ -52,13 +52,14 @@ class Run:
     config: str
     overrides: list[str]
     axes: dict = field(default_factory=dict)
+    floor: Optional[str] = None  # baseline cells: "random init" or "raw pixels"
 
 
 @dataclass
 class Grid:
     output_dir: Path
     runs: list[Run]
-    baselines: list[Run]  # one random-init backbone per (model, attention)
+    baselines: list[Run]  # raw pixels once, and one random-init backbone per (model, attention)
     probes: list[str]
     eval_overrides: list[str]
     min_free_gib: float
@@ -100,8 +101,11 @@ def load_grid(path: str | Path) -> Grid:
         for attention in attentions:
             base = [*common, f"method.name={objective}", f"model.attention={attention}"]
             model = load_config(config, base).model.name if Path(config).is_file() else "?"
+            if not baselines:  # the data's floor: independent of objective, attention and seed
+                baselines.append(Run("raw-pixels", objective, attention, 0, config, base, floor="raw pixels"))
             if not any(b.name == f"random-init-{model}-{attention}" for b in baselines):
-                baselines.append(Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base))
+                baselines.append(Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base,
+                                     floor="random init"))
             for seed in _list(spec, "seeds", [0]):
                 for values in axis_values:
                     chosen = dict(zip(axes, values))
@@ -144,7 +148,7 @@ def commands(grid: Grid, run: Run, baseline: bool = False) -> list[list[str]]:
     where = f"output_dir={run_dir(grid, run)}"
     evaluate = [*cli, "eval", ",".join(grid.probes), run.config, *run.overrides, *grid.eval_overrides, where]
     if baseline:
-        return [evaluate + ["--random-init"]]
+        return [evaluate + ["--pixels" if run.floor == "raw pixels" else "--random-init"]]
     resume = ["--resume"] if (run_dir(grid, run) / "checkpoints" / "last.ckpt").is_file() else ["--overwrite"]
     return [[*cli, "pretrain", run.config, *run.overrides, where, *resume], evaluate + ["--no-baseline"]]
 
@@ -166,7 +170,7 @@ def execute(grid: Grid, run: Run, baseline: bool = False, log=print) -> dict:
     evals = sorted(directory.rglob("*.eval.json"), key=lambda p: p.stat().st_mtime)
     stats = directory / "train_stats.json"
     result = {"name": run.name, "objective": run.objective, "attention": run.attention, "seed": run.seed,
-              "axes": run.axes, "baseline": baseline,
+              "axes": run.axes, "baseline": baseline, "floor": run.floor,
               "eval": json.loads(evals[-1].read_text()) if evals else {},
               "train": json.loads(stats.read_text()) if stats.is_file() else {}}
     atomic_write_text(done, json.dumps(result, indent=2))  # the marker appears whole or not at all

@@ -1,7 +1,9 @@
-"""The comparison report: one row per objective x attention (mean ± std over seeds and other
-axes), Markdown + CSV, and PNG plots (accuracy by objective grouped by attention, training
-loss curves, accuracy against wall time). TensorBoard logs of every run stay under
-``<output_dir>/runs``: ``tensorboard --logdir <output_dir>/runs`` shows them side by side.
+"""The comparison report: one row per objective x attention (mean ± std and the 95% t-interval
+over seeds), the floors (raw pixels, random init), the sigmoid-minus-softmax difference per
+objective paired by seed and each cell minus raw pixels, with intervals, the differences whose
+interval excludes 0 marked; Markdown + CSV, and PNG plots (accuracy by objective with 95% error
+bars and the floors as lines, training loss with one panel per objective, accuracy against
+wall time). TensorBoard logs of every run stay under ``<output_dir>/runs``.
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from .files import atomic_write_text
+from .stats import Interval, interval, paired_difference
 
 # (column, how to read it from a result); None when the probe did not run.
 METRICS = {
@@ -29,28 +34,73 @@ def load_results(output_dir: Path) -> list[dict]:
     rows = []
     for path in sorted((Path(output_dir) / "runs").glob("*/result.json")):
         result = json.loads(path.read_text())
-        backbone = "random init" if result["baseline"] else "pretrained"
-        result["eval"] = result["eval"].get(backbone, {})
+        # grids from before the pixel floor have only random-init baseline cells
+        result["floor"] = result.get("floor") or ("random init" if result["baseline"] else None)
+        result["eval"] = result["eval"].get(result["floor"] or "pretrained", {})
         rows.append(result)
     return rows
 
 
-def _cell(values: list) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
+COMPARED = ("linear top-1", "kNN top-1")  # the metrics with paired differences
+
+
+def _cell(values: list, with_interval: bool) -> str:
+    iv = interval(values)
+    if iv is None:
         return ""
-    mean = statistics.fmean(values)
-    return f"{mean:.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+    if with_interval:
+        return iv.text()
+    return f"{iv.mean:.2f}" + (f" ± {iv.std:.2f}" if iv.std is not None else "")
+
+
+def _label(r: dict) -> tuple[str, str]:
+    return (r["floor"], "" if r["floor"] == "raw pixels" else r["attention"]) if r["floor"] else (
+        r["objective"], r["attention"])
 
 
 def table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Cells: mean ± std [95% interval] for the compared metrics, mean ± std for the rest."""
     groups = defaultdict(list)
     for r in results:
-        groups[(r["objective"] if not r["baseline"] else "random init", r["attention"])].append(r)
+        groups[_label(r)].append(r)
     header = ["objective", "attention", "runs", *METRICS]
-    rows = [[obj, att, str(len(rs)), *(_cell([f(r) for r in rs]) for f in METRICS.values())]
-            for (obj, att), rs in sorted(groups.items(), key=lambda kv: (kv[0][0].startswith("random"), kv[0]))]
+    order = sorted(groups, key=lambda k: (k[0] in ("random init", "raw pixels"), k))
+    rows = [[obj, att, str(len(groups[obj, att])),
+             *(_cell([f(r) for r in groups[obj, att]], name in COMPARED) for name, f in METRICS.items())]
+            for obj, att in order]
     return header, rows
+
+
+def by_seed(results: list[dict], objective: str, attention: str, metric: str) -> dict:
+    """{seed: value} of one cell (runs of other axes at the same seed are averaged)."""
+    values = defaultdict(list)
+    for r in results:
+        if not r["floor"] and r["objective"] == objective and r["attention"] == attention:
+            if (v := METRICS[metric](r)) is not None:
+                values[r["seed"]].append(v)
+    return {seed: statistics.fmean(v) for seed, v in values.items()}
+
+
+def differences(results: list[dict]) -> list[tuple[str, str, str, Interval]]:
+    """(what, objective, metric, interval): sigmoid - softmax paired by seed, and every cell
+    minus raw pixels (the floor is one deterministic number)."""
+    out = []
+    trained = [r for r in results if not r["floor"]]
+    objectives = sorted({r["objective"] for r in trained})
+    attentions = sorted({r["attention"] for r in trained})
+    pixels = next((r for r in results if r["floor"] == "raw pixels"), None)
+    for metric in COMPARED:
+        for obj in objectives:
+            if {"sigmoid", "softmax"} <= set(attentions):
+                iv = paired_difference(by_seed(results, obj, "sigmoid", metric), by_seed(results, obj, "softmax", metric))
+                if iv is not None:
+                    out.append(("sigmoid - softmax", obj, metric, iv))
+            floor = METRICS[metric](pixels) if pixels else None
+            for att in attentions:
+                cell = by_seed(results, obj, att, metric)
+                if floor is not None and cell:
+                    out.append((f"{att} - raw pixels", obj, metric, paired_difference(cell, dict.fromkeys(cell, floor))))
+    return out
 
 
 def _plots(results: list[dict], output_dir: Path) -> list[Path]:
@@ -59,25 +109,30 @@ def _plots(results: list[dict], output_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    trained = [r for r in results if not r["baseline"]]
+    trained = [r for r in results if not r["floor"]]
     objectives = sorted({r["objective"] for r in trained})
     attentions = sorted({r["attention"] for r in trained})
-    fig, ax = plt.subplots(figsize=(1.6 * max(3, len(objectives)) + 1, 3.6))
-    width = 0.8 / max(1, len(attentions))
-    for j, att in enumerate(attentions):
-        means = [statistics.fmean([METRICS["linear top-1"](r) or 0 for r in trained
-                                   if r["objective"] == o and r["attention"] == att] or [0]) for o in objectives]
-        ax.bar([i + j * width for i in range(len(objectives))], means, width, label=att)
-    for r in results:
-        if r["baseline"] and METRICS["linear top-1"](r) is not None:
-            ax.axhline(METRICS["linear top-1"](r), color="grey", lw=0.8, ls="--")
-    ax.set_xticks([i + width * (len(attentions) - 1) / 2 for i in range(len(objectives))], objectives)
-    ax.set_ylabel("linear top-1 (%)")
-    ax.set_title("linear probe by objective (dashed: random init)")
-    ax.legend()
-    lows = [METRICS["linear top-1"](r) for r in results if METRICS["linear top-1"](r) is not None]
-    if lows:
-        ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
+    fig, axes = plt.subplots(1, len(COMPARED), figsize=(2 * (1.6 * max(3, len(objectives)) + 1), 3.6))
+    for ax, metric in zip(axes, COMPARED):
+        width = 0.8 / max(1, len(attentions))
+        values = []
+        for j, att in enumerate(attentions):
+            cells = [interval(by_seed(results, o, att, metric).values()) for o in objectives]
+            means = [c.mean if c else 0 for c in cells]
+            errors = [(c.high - c.mean) if c and c.high is not None else 0 for c in cells]
+            values += [m for m, c in zip(means, cells) if c]
+            ax.bar([i + j * width for i in range(len(objectives))], means, width, yerr=errors, capsize=3, label=att)
+        for r in results:  # the floors as lines
+            if r["floor"] and (v := METRICS[metric](r)) is not None:
+                style = dict(color="black", ls="-") if r["floor"] == "raw pixels" else dict(color="grey", ls="--")
+                ax.axhline(v, lw=0.9, **style)
+                values.append(v)
+        ax.set_xticks([i + width * (len(attentions) - 1) / 2 for i in range(len(objectives))], objectives)
+        ax.set_ylabel(f"{metric} (%)")
+        ax.set_title(f"{metric}: 95% intervals; solid raw pixels, dashed random init", fontsize=8)
+        if values:
+            ax.set_ylim(max(0, min(values) - 10), min(100, max(values) + 5))
+        ax.legend(fontsize=7)
     paths.append(_save(fig, output_dir / "accuracy_by_objective.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -91,14 +146,17 @@ def _plots(results: list[dict], output_dir: Path) -> list[Path]:
     paths.append(_save(fig, output_dir / "accuracy_vs_time.png"))
 
     curves = _loss_curves(output_dir, trained)
-    if curves:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for name, (steps, values) in curves.items():
-            ax.plot(steps, values, label=name, ls="-" if "sigmoid" in name else "--", lw=1)
-        ax.set_xlabel("step")
-        ax.set_ylabel("train loss")
-        ax.set_yscale("log")
-        ax.legend(fontsize=6)
+    if curves:  # one panel per objective: their losses differ by 10x in scale
+        fig, axes = plt.subplots(1, len(objectives), figsize=(3.2 * len(objectives), 3.2), squeeze=False)
+        for ax, obj in zip(axes[0], objectives):
+            for r in (r for r in trained if r["objective"] == obj and r["name"] in curves):
+                steps, values = curves[r["name"]]
+                ax.plot(steps, values, lw=1, ls="-" if r["attention"] == "sigmoid" else "--",
+                        label=f"{r['attention']} s{r['seed']}")
+            ax.set_title(obj, fontsize=9)
+            ax.set_xlabel("step")
+            ax.legend(fontsize=6)
+        axes[0][0].set_ylabel("train loss")
         paths.append(_save(fig, output_dir / "loss_curves.png"))
     return paths
 
@@ -136,11 +194,18 @@ def write_report(output_dir: str | Path) -> Path:
     plots = _plots(results, output_dir) if results else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    seeds = sorted({r["seed"] for r in results if not r["baseline"]})
-    lines += ["", f"Seeds: {seeds}; mean ± std over seeds and other axes where there are several runs. "
-              f"kNN at k=20, few-shot mean over splits, ECE of the linear probe. "
-              f"TensorBoard: `tensorboard --logdir {output_dir / 'runs'}`."]
+    seeds = sorted({r["seed"] for r in results if not r["floor"]})
+    lines += ["", f"Seeds: {seeds}. {', '.join(COMPARED)}: mean ± std [95% t-interval of the mean over seeds]; "
+              f"other columns mean ± std. kNN at k=20, few-shot MSN's mean over splits, ECE of the linear probe. "
+              f"TensorBoard: `tensorboard --logdir {output_dir / 'runs'}`.", ""]
+    diffs = differences(results)
+    if diffs:
+        lines += ["| difference | objective | metric | mean | 95% interval | seeds | verdict |", "|---|---|---|---|---|---|---|"]
+        for what, obj, metric, iv in diffs:
+            span = f"[{iv.low:+.2f}, {iv.high:+.2f}]" if iv.low is not None else "n/a (one seed)"
+            verdict = "**real**" if iv.excludes_zero else ("noise" if iv.low is not None else "unknown")
+            lines.append(f"| {what} | {obj} | {metric} | {iv.mean:+.2f} | {span} | {iv.n} | {verdict} |")
+        lines += ["", "Differences are paired by seed; **real** where the 95% interval excludes 0, noise where "
+                  "it contains 0; one seed gives no interval.", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
-    path = output_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write_text(output_dir / "report.md", "\n".join(lines) + "\n")

@@ -51,10 +51,13 @@ def test_grid_completes_reports_every_cell_and_resumes_after_a_kill(fake_fashion
         for attention in ("sigmoid", "softmax"):
             assert f"| {objective} | {attention} | 1 |" in text
     assert "| random init | sigmoid |" in text and "| random init | softmax |" in text
+    assert "| raw pixels |  | 1 |" in text
+    assert "| sigmoid - softmax | simclr | linear top-1 |" in text and "n/a (one seed)" in text
+    assert "| sigmoid - raw pixels | byol | kNN top-1 |" in text
     assert (tmp_path / "grid" / "report.csv").is_file() and (tmp_path / "grid" / "accuracy_by_objective.png").is_file()
     logs.clear()
     compare(path, log=logs.append)
-    assert all("skipped" in line for line in logs) and len(logs) == 6  # 4 runs + 2 random-init baselines
+    assert all("skipped" in line for line in logs) and len(logs) == 7  # 4 runs, 2 random-init and 1 pixel baseline
 
 
 @pytest.mark.parametrize("extra,match", [

@@ -18,7 +18,10 @@ def test_shipped_configs_parse(path):
 def test_shipped_compare_grids_parse_with_every_cell_valid(path):
     from ssl_suite.compare import load_grid
     grid = load_grid(path)
-    assert len(grid.runs) == 10 and len(grid.baselines) == 2  # 5 objectives x 2 attentions; 1 model x 2
+    seeds = len({r.seed for r in grid.runs})
+    assert seeds == (3 if "fmnist" in str(path) else 1)  # the CPU grid runs 3 seeds for its intervals
+    assert len(grid.runs) == 10 * seeds  # 5 objectives x 2 attentions x seeds
+    assert [b.floor for b in grid.baselines] == ["raw pixels", "random init", "random init"]  # 1 model x 2
 
 
 def test_file_then_overrides_take_precedence(tmp_path):

@@ -1,0 +1,62 @@
+"""The comparison report's statistics on synthetic results with known answers: t-intervals over
+seeds, sigmoid-minus-softmax paired by seed, cells minus the raw-pixel floor, and the verdicts."""
+import json
+import math
+
+import pytest
+
+from ssl_suite.report import write_report
+from ssl_suite.stats import interval, paired_difference
+
+T_975_2 = 4.302652729911275  # Student's t quantile, 0.975, 2 degrees of freedom (tables)
+
+
+def test_interval_is_the_t_interval_of_the_mean():
+    iv = interval([80.0, 82.0, 84.0])
+    assert (iv.mean, iv.std, iv.n) == (82.0, 2.0, 3)
+    half = T_975_2 * 2.0 / math.sqrt(3)
+    assert (iv.low, iv.high) == pytest.approx((82 - half, 82 + half))
+    one = interval([5.0])
+    assert one.std is None and one.low is None and not one.excludes_zero
+    assert interval([]) is None
+
+
+def test_paired_difference_uses_common_seeds_only():
+    iv = paired_difference({0: 3.0, 1: 4.0, 2: 5.0, 7: 100.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert (iv.mean, iv.std, iv.n) == (2.0, 0.0, 3) and iv.excludes_zero
+
+
+def _result(tmp_path, name, objective, attention, seed, linear, knn, floor=None):
+    d = tmp_path / "runs" / name
+    d.mkdir(parents=True)
+    key = floor or "pretrained"
+    evals = {key: {"linear": {"top1": linear}, "knn": {"k=20": {"top1": knn}}}}
+    d.joinpath("result.json").write_text(json.dumps({
+        "name": name, "objective": objective, "attention": attention, "seed": seed, "axes": {},
+        "baseline": floor is not None, "floor": floor, "eval": evals, "train": {}}))
+
+
+def test_report_marks_real_differences_and_noise(tmp_path):
+    # simclr: sigmoid - softmax = 1, 2, 3 by seed -> mean 2, interval 2 +- 4.30 / sqrt(3): contains 0 (noise)
+    # byol:   sigmoid - softmax = 2.0, 2.1, 1.9 -> mean 2, std 0.1: excludes 0 (real)
+    for seed, (s, m) in enumerate([(80, 79), (82, 80), (84, 81)]):
+        _result(tmp_path, f"simclr-sigmoid-seed{seed}", "simclr", "sigmoid", seed, s, 70)
+        _result(tmp_path, f"simclr-softmax-seed{seed}", "simclr", "softmax", seed, m, 70)
+    for seed, (s, m) in enumerate([(86.0, 84.0), (86.1, 84.0), (85.9, 84.0)]):
+        _result(tmp_path, f"byol-sigmoid-seed{seed}", "byol", "sigmoid", seed, s, 75)
+        _result(tmp_path, f"byol-softmax-seed{seed}", "byol", "softmax", seed, m, 75)
+    _result(tmp_path, "raw-pixels", "simclr", "sigmoid", 0, 83.0, 84.0, floor="raw pixels")
+    _result(tmp_path, "random-init-x-sigmoid", "simclr", "sigmoid", 0, 60.0, 40.0, floor="random init")
+    text = write_report(tmp_path).read_text()
+    half = T_975_2 * 1.0 / math.sqrt(3)
+    assert f"| sigmoid - softmax | simclr | linear top-1 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 3 | noise |" in text
+    half = T_975_2 * 0.1 / math.sqrt(3)
+    assert f"| sigmoid - softmax | byol | linear top-1 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 3 | **real** |" in text
+    # cells minus the floor: simclr sigmoid 80, 82, 84 - 83 -> -1 +- 4.97 (noise); byol sigmoid 86 - 83 = +3 (real)
+    half = T_975_2 * 2.0 / math.sqrt(3)
+    assert f"| sigmoid - raw pixels | simclr | linear top-1 | -1.00 | [{-1 - half:+.2f}, {-1 + half:+.2f}] | 3 | noise |" in text
+    assert "| sigmoid - raw pixels | byol | linear top-1 | +3.00 |" in text and "**real** |" in text
+    assert "| sigmoid - raw pixels | simclr | kNN top-1 | -14.00 | [-14.00, -14.00] | 3 | **real** |" in text
+    assert "| simclr | sigmoid | 3 | 82.00 ± 2.00 [" in text  # the cell's own interval
+    assert "| raw pixels |  | 1 | 83.00 (n=1) |" in text and "| random init | sigmoid | 1 | 60.00 (n=1) |" in text
+    assert (tmp_path / "accuracy_by_objective.png").is_file()
