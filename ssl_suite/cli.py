@@ -53,7 +53,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra:  # key=value overrides may also follow the flags: pretrain CFG --overwrite trainer.max_epochs=3
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+            p.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "export":
             from .checkpoints import export_backbone
