@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .checkpoints import ENCODER_CHOICES
+from .data.datasets import DATASETS
 from .errors import UserError
 
 
@@ -38,7 +39,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "fashion_mnist"  # fashion_mnist | imagefolder
+    dataset: str = "fashion_mnist"  # fashion_mnist | imagefolder | folder (unlabelled images at any depth)
     root: Optional[str] = None
     download: bool = False
     train_split: str = "train"
@@ -159,7 +160,7 @@ class Config:
 PROBES = ("linear", "logistic", "knn", "fewshot", "fairness", "calibration")  # ssl-suite eval
 CHOICES = {
     "model.attention": ("sigmoid", "softmax"),
-    "data.dataset": ("fashion_mnist", "imagefolder"),
+    "data.dataset": DATASETS,
     "data.augment_on": ("cpu", "device"),
     "method.name": ("simclr", "polyview", "byol", "mae", "ijepa"),
     "method.objective": ("geometric", "arithmetic", "multicrop"),

@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from .config import to_yaml
-from .data import eval_dataset, num_classes, ssl_train_dataset
+from .data import eval_dataset, has_labels, num_classes, ssl_train_dataset
 from .errors import UserError
 from .guards import NonFiniteGuard
 from .methods import build_method
@@ -133,7 +133,7 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
     ckpt = resume_path(cfg, resume, overwrite)
     pl.seed_everything(cfg.seed, workers=True)
     train_set = ssl_train_dataset(cfg.data)
-    val_set = eval_dataset(cfg.data, cfg.data.eval_split)
+    val_set = eval_dataset(cfg.data, cfg.data.eval_split) if has_labels(cfg.data) else None
     if len(train_set) < cfg.data.batch_size:
         raise UserError(f"training set has {len(train_set)} images, fewer than one batch ({cfg.data.batch_size})")
     method = build_method(cfg, num_classes(train_set))
@@ -149,5 +149,6 @@ def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence 
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))
     # weights_only: resuming never runs code from a checkpoint file.
-    trainer.fit(method, loader(train_set, cfg, sampler), loader(val_set, cfg), ckpt_path=ckpt, weights_only=True)
+    val = loader(val_set, cfg) if val_set is not None else None
+    trainer.fit(method, loader(train_set, cfg, sampler), val, ckpt_path=ckpt, weights_only=True)
     return checkpoint_dir(cfg) / "last.ckpt"

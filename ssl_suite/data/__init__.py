@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from torch.utils.data import Subset
 
-from .datasets import build_dataset
+from ..errors import UserError
+from .datasets import UNLABELLED, build_dataset
 from .transforms import DeviceViews, eval_transform, ssl_views, tensor_transform
 
 
@@ -19,8 +20,8 @@ def ssl_train_dataset(data_cfg):
     if data_cfg.augment_on == "cpu":
         transform = ssl_views(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std,
                               **_view_args(data_cfg))
-    else:
-        transform = tensor_transform(data_cfg.image_size, data_cfg.resize_for_eval)
+    else:  # images of any size (an unlabelled folder) must be resized to stack into batches
+        transform = tensor_transform(data_cfg.image_size, data_cfg.resize_for_eval or data_cfg.dataset in UNLABELLED)
     dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, transform, data_cfg.root, data_cfg.download,
                             skip_bad=data_cfg.skip_bad_images)
     return first(dataset, data_cfg.train_subset)
@@ -33,8 +34,16 @@ def device_views(data_cfg):
     return DeviceViews(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, **_view_args(data_cfg))
 
 
+def has_labels(data_cfg) -> bool:
+    return data_cfg.dataset not in UNLABELLED
+
+
 def eval_dataset(data_cfg, split: str, subset=None):
     """A split with the deterministic eval transform (for probes and validation)."""
+    if not has_labels(data_cfg):
+        raise UserError(f"data.dataset={data_cfg.dataset} has no labels: evaluation needs a labelled dataset, e.g. "
+                        "data.dataset=imagefolder data.root=DIR (DIR/train/<class>/..., DIR/test/<class>/...) "
+                        "or data.dataset=fashion_mnist")
     transform = eval_transform(data_cfg.image_size, data_cfg.mean, data_cfg.std, data_cfg.resize_for_eval)
     dataset = build_dataset(data_cfg.dataset, split, transform, data_cfg.root, data_cfg.download,
                             skip_bad=data_cfg.skip_bad_images)
@@ -58,4 +67,4 @@ def num_classes(dataset) -> int:
 
 
 __all__ = ["DeviceViews", "build_dataset", "device_views", "eval_dataset", "eval_transform", "first", "num_classes", "unwrap",
-           "ssl_train_dataset", "ssl_views"]
+           "ssl_train_dataset", "ssl_views", "has_labels"]

@@ -138,14 +138,24 @@ def image_folder(root: str, split: str, transform: Optional[Callable] = None, sk
     return dataset
 
 
+DATASETS = ("fashion_mnist", "imagefolder", "folder")
+UNLABELLED = ("folder",)
+
+
 def build_dataset(name: str, split: str, transform: Optional[Callable] = None,
                   root: Optional[str] = None, download: bool = False, skip_bad: bool = False):
-    """The dataset named in a config: 'fashion_mnist' or 'imagefolder' (needs root). ``skip_bad``
-    (data.skip_bad_images) drops unreadable ImageFolder files; Fashion-MNIST has none to drop."""
+    """The dataset named in a config: 'fashion_mnist', 'imagefolder' (root/split/<class>/...) or
+    'folder' (every image under root, unlabelled: pretraining only). ``skip_bad``
+    (data.skip_bad_images) drops unreadable files; Fashion-MNIST has none to drop."""
     if name == "fashion_mnist":
         return fashion_mnist(split, transform, root, download)
+    if name == "folder":
+        if not root:
+            raise UserError("data.dataset=folder needs data.root=DIR (a folder of images, at any depth)")
+        from .folder import ImageFiles
+        return ImageFiles(root, transform, skip_bad)
     if name == "imagefolder":
         if not root:
             raise UserError("data.dataset=imagefolder needs data.root=DIR (with DIR/train and DIR/val)")
         return image_folder(root, split, transform, skip_bad)
-    raise UserError(f"unknown dataset {name!r}: expected one of fashion_mnist, imagefolder")
+    raise UserError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")

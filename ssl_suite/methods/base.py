@@ -71,8 +71,12 @@ class SSLMethod(pl.LightningModule):
         self.backbone = build_backbone(cfg.model)
         check_image_size(self.backbone, cfg.data.image_size, cfg.model.name)
         self.device_views = device_views(cfg.data)
-        self.online_classifier = OnlineLinearClassifier(
-            self.backbone.num_features, num_classes, topk=(1, min(5, num_classes)))
+        self.online_classifier = None
+        if num_classes > 0:
+            self.online_classifier = OnlineLinearClassifier(
+                self.backbone.num_features, num_classes, topk=(1, min(5, num_classes)))
+        else:
+            rank_zero_info("[data] no labels: the online linear probe is off")
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
@@ -93,12 +97,17 @@ class SSLMethod(pl.LightningModule):
         return batch
 
     def online_probe(self, features: Tensor, targets: Tensor, batch_idx: int) -> Tensor:
-        """Train the monitoring probe on detached features; returns its loss to add to the SSL loss."""
+        """Train the monitoring probe on detached features; returns its loss to add to the SSL loss
+        (0 without labels)."""
+        if self.online_classifier is None:
+            return features.new_zeros(())
         loss, logs = self.online_classifier.training_step((features.detach(), targets), batch_idx)
         self.log_dict(logs, sync_dist=True, batch_size=len(targets))
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        if self.online_classifier is None:
+            return
         images, targets = batch
         _, logs = self.online_classifier.validation_step((self.backbone(images), targets), batch_idx)
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(targets))
