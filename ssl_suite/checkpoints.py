@@ -1,4 +1,5 @@
-"""Backbone weights in and out: Lightning checkpoints, safetensors exports, never code-running pickles."""
+"""Backbone weights in: Lightning checkpoints, safetensors exports, plain state dicts; never a
+pickle that can run code (``export.py`` writes them out)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +8,46 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .files import atomic_write
 
 BACKBONE_PREFIX = "backbone."
 ENCODER_CHOICES = ("auto", "online", "target")
 # What an ssl-suite method writes into its checkpoints (SSLMethod.on_save_checkpoint):
 # {"prefixes": {"online": "backbone.", "target": ...}, "default": the encoder its paper evaluates}.
 ENCODERS_KEY = "encoders"
+
+
+def safe_load(path: str | Path, what: str = "checkpoint"):
+    """``torch.load(weights_only=True)`` with every failure as one line naming the file: missing,
+    empty, truncated, not a PyTorch file, or a pickle that carries code (refused, never run)."""
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"{what} {path} is empty (0 bytes): a save that never finished? use an earlier one")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{what} {path} was refused: it holds pickled objects beyond tensors and plain containers, "
+                        "which could run code when loaded; ssl-suite loads weights only (save a state dict or "
+                        "safetensors instead)") from None
+    except RuntimeError as err:
+        if "zip archive" in str(err) or "central directory" in str(err):
+            raise UserError(f"{what} {path} is truncated or not a PyTorch checkpoint "
+                            "(its zip archive is incomplete)") from None
+        raise UserError(f"{what} {path} cannot be read: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # EOFError, KeyError, ... from a file that is not a torch save at all
+        raise UserError(f"{what} {path} is not a PyTorch checkpoint ({type(err).__name__} while reading it)") from None
+
+
+def suite_config(path: str | Path) -> dict:
+    """The config an ssl-suite Lightning checkpoint was trained with (one line if it has none)."""
+    blob = safe_load(path)
+    try:
+        return blob["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise UserError(f"{path} is not an ssl-suite Lightning checkpoint (it has no saved config)") from None
 
 
 def _encoder_prefix(blob: dict, path: Path, encoder: str) -> tuple[str, str]:
@@ -32,15 +66,18 @@ def read_backbone(path: str | Path, encoder: str = "auto") -> tuple[dict[str, to
     prefix: ``backbone.`` for the online network; I-JEPA's default is its EMA target), a
     safetensors file, or a plain state dict; loaded with ``weights_only=True`` or safetensors."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or path.is_dir():  # an export: a file, or a Hub-style folder
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(str(path)), "as exported"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"cannot load checkpoint {path} safely (weights only): {str(err).splitlines()[0]}") from None
+
+        file = path / "model.safetensors" if path.is_dir() else path
+        if not file.is_file():
+            raise UserError(f"checkpoint not found: {file}")
+        try:
+            return load_file(str(file)), "as exported"
+        except (SafetensorError, OSError) as err:
+            raise UserError(f"{file} is not a valid safetensors file: {str(err).splitlines()[0]}") from None
+    blob = safe_load(path)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds no state dict")
@@ -78,39 +115,3 @@ def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "au
                         f" ({getattr(model, 'default_cfg', {}).get('architecture', '?')}): {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)
     return model
-
-
-def checkpoint_model_name(path: str | Path) -> str:
-    """The timm name a suite checkpoint was trained with (from its saved config)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        return blob["hyper_parameters"]["config"]["model"]["name"]
-    except (KeyError, TypeError):
-        raise UserError(f"{path} is not an ssl-suite Lightning checkpoint (no saved config): "
-                        "pass --model NAME") from None
-
-
-def export_backbone(checkpoint: str | Path, out: str | Path, model_name: str | None = None,
-                    overwrite: bool = False, encoder: str = "auto") -> tuple[Path, str, str]:
-    """Write the backbone of ``checkpoint`` as safetensors that
-    ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=out))`` loads.
-    The weights are first loaded strictly into a freshly built backbone, so a file that would
-    not load is never written; the file appears whole or not at all (temporary file + rename).
-    Returns (path, model name, which encoder was exported)."""
-    import timm
-    from safetensors.torch import save_file
-
-    import ssl_suite.models  # noqa: F401  (registers the sigmoid names)
-
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise UserError(f"export path must end in .safetensors, got {out}")
-    if out.exists() and not overwrite:
-        raise UserError(f"export path {out} exists; pass --overwrite to replace it")
-    name = model_name or checkpoint_model_name(checkpoint)
-    model = load_backbone_weights(timm.create_model(name, pretrained=False, num_classes=0), checkpoint, encoder)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"model": name, "source": str(checkpoint),
-                                                                   "encoder": model.ssl_encoder}))
-    return out, name, model.ssl_encoder

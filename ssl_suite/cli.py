@@ -41,9 +41,9 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--run", type=int, help="run only cell INDEX (e.g. $SLURM_ARRAY_TASK_ID), no report")
     cmp.add_argument("--print-jobs", action="store_true", help="print one command per cell for a scheduler")
     cmp.add_argument("--report", action="store_true", help="only (re)write the report from finished cells")
-    ex = sub.add_parser("export", help="write a checkpoint's backbone as safetensors for timm.create_model")
+    ex = sub.add_parser("export", help="write a checkpoint's backbone for timm: a .safetensors file or a Hub folder")
     ex.add_argument("checkpoint", help="Lightning .ckpt from ssl-suite pretrain")
-    ex.add_argument("out", help="OUT.safetensors")
+    ex.add_argument("out", help="OUT.safetensors (weights) or OUT_DIR (model.safetensors, config.json, README.md)")
     ex.add_argument("--model", help="timm name (default: the one in the checkpoint's config)")
     ex.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     ex.add_argument("--encoder", choices=ENCODER_CHOICES, default="auto",
@@ -61,10 +61,12 @@ def main(argv=None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "export":
-            from .checkpoints import export_backbone
-            out, name, encoder = export_backbone(args.checkpoint, args.out, args.model, args.overwrite, args.encoder)
-            print(f"{name} backbone ({encoder} encoder) written to {out}; load it with timm.create_model({name!r}, pretrained=True, "
-                  f"pretrained_cfg_overlay=dict(file={str(out)!r})) after `import ssl_suite`")
+            from .export import export_backbone
+            done = export_backbone(args.checkpoint, args.out, args.model, args.overwrite, args.encoder)
+            how = (f"timm.create_model('local-dir:{done.path}', pretrained=True)" if done.folder else
+                   f"timm.create_model({done.model!r}, pretrained=True, pretrained_cfg_overlay=dict(file={str(done.path)!r}))")
+            print(f"{done.model} backbone ({done.encoder} encoder) written to {done.path}; load it with {how} "
+                  "after `import ssl_suite`")
             return 0
         if args.command == "compare":
             from .compare import compare, load_grid

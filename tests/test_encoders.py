@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ssl_suite.checkpoints import export_backbone
+from ssl_suite.export import export_backbone
 from ssl_suite.cli import main
 from ssl_suite.config import load_config
 from ssl_suite.evaluate import backbone_from
@@ -37,8 +37,9 @@ def test_ijepa_export_is_the_target_encoder_by_default(ijepa_run, tmp_path):
     online, target = _state(ckpt, "backbone."), _state(ckpt, "target.model.vit.")
     assert set(online) == set(target)
     assert any(not torch.equal(online[k], target[k]) for k in online)  # trained: the two differ
-    out, _, encoder = export_backbone(ckpt, tmp_path / "target.safetensors")
-    assert encoder == "target"
+    done = export_backbone(ckpt, tmp_path / "target.safetensors")
+    out = done.path
+    assert done.encoder == "target"
     exported = load_file(str(out))
     assert set(exported) == set(target)
     assert all(torch.equal(exported[k], target[k]) for k in target)

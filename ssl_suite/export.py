@@ -1,0 +1,155 @@
+"""``ssl-suite export CKPT OUT``: a trained backbone out to the ecosystem.
+
+- ``OUT.safetensors``: the weights alone, for
+  ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=OUT))``;
+- ``OUT/`` (any other path): the Hugging Face / timm folder layout, ``model.safetensors``,
+  ``config.json`` (timm's pretrained_cfg with the architecture, plus ``model_args`` carrying the
+  suite's attention settings) and a ``README.md`` model card (objective, data, steps, config,
+  the eval results when the checkpoint has them, how to load it), which
+  ``timm.create_model("local-dir:OUT", pretrained=True)`` loads offline after ``import ssl_suite``.
+
+The weights are first loaded strictly into a freshly built backbone, so nothing that would not
+load is written; files and folders appear whole or not at all, and an existing export is only
+replaced with ``overwrite``, after the new one is complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .checkpoints import load_backbone_weights, safe_load
+from .errors import UserError
+from .files import atomic_write
+
+PAPERS = {  # objective -> (paper, arXiv)
+    "simclr": ("SimCLR, Chen et al. 2020", "https://arxiv.org/abs/2002.05709"),
+    "polyview": ("Poly-view contrastive learning, Shidani et al. 2024", "https://arxiv.org/abs/2403.05490"),
+    "byol": ("BYOL, Grill et al. 2020", "https://arxiv.org/abs/2006.07733"),
+    "mae": ("MAE, He et al. 2022", "https://arxiv.org/abs/2111.06377"),
+    "ijepa": ("I-JEPA, Assran et al. 2023", "https://arxiv.org/abs/2301.08243"),
+}
+SIGMOID_PAPER = "https://arxiv.org/abs/2409.04431"  # Ramapuram et al., sigmoid self-attention
+
+
+@dataclass
+class Exported:
+    path: Path
+    model: str
+    encoder: str
+    folder: bool
+
+
+def _checkpoint_meta(checkpoint: Path) -> tuple[Optional[dict], dict]:
+    """(the suite config or None, {"global_step", "epoch"}) of a Lightning checkpoint; exports and
+    plain state dicts have neither."""
+    if checkpoint.suffix == ".safetensors" or checkpoint.is_dir():
+        return None, {}
+    blob = safe_load(checkpoint)
+    cfg = blob.get("hyper_parameters", {}).get("config") if isinstance(blob, dict) else None
+    return cfg, {k: blob[k] for k in ("global_step", "epoch") if isinstance(blob, dict) and k in blob}
+
+
+def export_backbone(checkpoint: str | Path, out: str | Path, model_name: Optional[str] = None,
+                    overwrite: bool = False, encoder: str = "auto") -> Exported:
+    import timm
+
+    import ssl_suite.models  # noqa: F401  (registers the sigmoid names)
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"export path {out} exists; pass --overwrite to replace it")
+    cfg, progress = _checkpoint_meta(checkpoint)
+    if model_name is None and cfg is None:
+        raise UserError(f"{checkpoint} is not an ssl-suite Lightning checkpoint (it has no saved config): "
+                        "pass --model NAME")
+    name = model_name or cfg["model"]["name"]
+    model_args = {}
+    if cfg is not None and name.endswith("_sigmoid"):
+        model_args = {"attention": cfg["model"]["attention"], "sigmoid_bias": cfg["model"]["sigmoid_bias"]}
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0, **model_args)
+    except RuntimeError as err:
+        raise UserError(f"--model {name!r}: {str(err).splitlines()[0]}") from None
+    model = load_backbone_weights(model, checkpoint, encoder)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model": name, "source": str(checkpoint), "encoder": model.ssl_encoder}
+    from safetensors.torch import save_file
+
+    if out.suffix == ".safetensors":
+        atomic_write(out, lambda tmp: save_file(state, tmp, metadata=meta))
+        return Exported(out, name, model.ssl_encoder, folder=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        save_file(state, str(tmp / "model.safetensors"), metadata=meta)
+        (tmp / "config.json").write_text(json.dumps(hub_config(model, name, model_args, cfg, model.ssl_encoder),
+                                                    indent=2))
+        (tmp / "README.md").write_text(model_card(name, cfg, progress, model.ssl_encoder, checkpoint, out))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Exported(out, name, model.ssl_encoder, folder=True)
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move the finished folder into place; an old one is removed only once the new one is there."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = out.with_name(f".{out.name}.old")
+    os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def hub_config(model, name: str, model_args: dict, cfg: Optional[dict], encoder: str) -> dict:
+    """timm's config.json: architecture, num_classes/num_features, pretrained_cfg, model_args."""
+    keep = {k: v for k, v in model.pretrained_cfg.items() if k not in ("file", "source", "url", "hf_hub_id", "tag")}
+    out = {"architecture": name, "num_classes": 0, "num_features": model.num_features,
+           "pretrained_cfg": json.loads(json.dumps(keep)), "model_args": model_args}
+    if cfg is not None:
+        out["ssl_suite"] = {"objective": cfg["method"]["name"], "encoder": encoder,
+                            "attention": cfg["model"]["attention"], "data": cfg["data"]["dataset"]}
+    return out
+
+
+def _eval_table(checkpoint: Path, cfg: Optional[dict]) -> Optional[str]:
+    results = checkpoint.with_name(checkpoint.name + ".eval.md")
+    return results.read_text().strip() if results.is_file() else None
+
+
+def model_card(name: str, cfg: Optional[dict], progress: dict, encoder: str, checkpoint: Path, out: Path) -> str:
+    attention = cfg["model"]["attention"] if cfg else "sigmoid"
+    objective = cfg["method"]["name"] if cfg else "unknown"
+    paper, link = PAPERS.get(objective, (objective, ""))
+    lines = ["---", "library_name: timm", "license: apache-2.0", "tags: [image-feature-extraction, timm, ssl-suite, "
+             f"{objective}, {attention}-attention]", "---", "", f"# {name} ({objective}, {attention} attention)", "",
+             f"A headless Vision Transformer backbone pretrained with [{paper}]({link}) by "
+             f"[ssl-suite](https://github.com/) using {attention} attention"
+             + (f" ([sigmoid self-attention]({SIGMOID_PAPER}): sigmoid(q k^T / sqrt(d) - log n) v)"
+                if attention == "sigmoid" else "") + f"; this is the checkpoint's {encoder} encoder.", ""]
+    if cfg is not None:
+        d, t = cfg["data"], cfg["trainer"]
+        lines += ["## Training", "",
+                  f"- data: {d['dataset']} ({d['root'] or 'default location'}), {d['image_size']} px, "
+                  f"{d['num_views']} view(s) per image",
+                  f"- steps: {progress.get('global_step', '?')} (epochs completed: {progress.get('epoch', '?')}), "
+                  f"per-device batch {d['batch_size']}, precision {t['precision']}",
+                  f"- optimizer: {cfg['optim']['name']} lr {cfg['optim']['lr']} at batch {cfg['optim']['base_batch_size']}",
+                  "", "<details><summary>full config</summary>", "", "```yaml",
+                  yaml.safe_dump(cfg, sort_keys=False).strip(), "```", "", "</details>", ""]
+    table = _eval_table(checkpoint, cfg)
+    lines += ["## Evaluation", "", table if table else "No evaluation results were saved with this checkpoint "
+              "(`ssl-suite eval all CONFIG --checkpoint CKPT` writes them beside it).", ""]
+    lines += ["## How to load", "", "```python", "import timm", "import ssl_suite  # registers the sigmoid-attention ViTs",
+              "", f'model = timm.create_model("local-dir:{out}", pretrained=True)  # headless: features',
+              "```", ""]
+    return "\n".join(lines)
