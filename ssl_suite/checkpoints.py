@@ -28,10 +28,14 @@ def safe_load(path: str | Path, what: str = "checkpoint"):
         raise UserError(f"{what} {path} is empty (0 bytes): a save that never finished? use an earlier one")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(f"{what} {path} was refused: it holds pickled objects beyond tensors and plain containers, "
-                        "which could run code when loaded; ssl-suite loads weights only (save a state dict or "
-                        "safetensors instead)") from None
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err):
+            raise UserError(f"{what} {path} was refused: it holds pickled objects beyond tensors and plain containers, "
+                            "which could run code when loaded; ssl-suite loads weights only (save a state dict or "
+                            "safetensors instead)") from None
+        raise UserError(f"{what} {path} was refused: it is not a weights-only PyTorch file (a plain pickle, which "
+                        "could carry code, or another format); save it with torch.save(state_dict) or as "
+                        "safetensors") from None
     except RuntimeError as err:
         if "zip archive" in str(err) or "central directory" in str(err):
             raise UserError(f"{what} {path} is truncated or not a PyTorch checkpoint "

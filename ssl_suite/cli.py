@@ -6,12 +6,15 @@ line and exit with status 2, never a deep stack trace.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from .checkpoints import ENCODER_CHOICES
 from .config import PROBES
 from .errors import UserError
+
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)  # disk full, quota, read-only, permission
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +107,13 @@ def main(argv=None) -> int:
             print(f"\nresults: {json_path} and {md_path}")
     except UserError as err:
         print(f"ssl-suite: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        # Files are written whole or not at all (files.py, Lightning's checkpoints): nothing saved before is lost.
+        print(f"ssl-suite: error: cannot write {err.filename or 'a file'}: {err.strerror}; free space (or fix "
+              "permissions) and run again: finished files are kept", file=sys.stderr)
         return 2
     return 0
 

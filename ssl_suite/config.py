@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, get_args
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -172,7 +172,22 @@ CHOICES = {
 }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
             "trainer.accumulate_grad_batches", "eval.batch_size", "eval.fewshot_splits", "eval.calibration_bins", "method.decoder_dim",
-            "method.decoder_depth", "method.decoder_heads", "method.num_targets", "method.min_context")
+            "method.decoder_depth", "method.decoder_heads", "method.num_targets", "method.min_context",
+            "optim.lr", "optim.eps", "method.proj_hidden_dim", "method.proj_output_dim", "method.pred_hidden_dim",
+            "trainer.max_epochs", "trainer.num_nodes", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_epochs",
+            "eval.linear_epochs", "eval.linear_lr", "eval.linear_batch_size", "eval.knn_temperature",
+            # optional: checked when set
+            "data.train_subset", "eval.train_subset", "eval.pixel_size", "trainer.checkpoint_every_n_steps",
+            "trainer.checkpoint_every_n_minutes")
+NON_NEGATIVE = ("data.num_workers", "eval.num_workers", "optim.weight_decay", "optim.warmup_epochs",
+                "optim.warmup_start_lr", "optim.final_lr", "optim.weight_decay_end", "model.drop_path_rate",
+                "trainer.gradient_clip_val")
+# (key, low, high): values must lie in [low, high] (probabilities, fractions)
+CLOSED_RANGES = (("data.augment.min_scale", 1e-9, 1.0), ("data.augment.cj_prob", 0.0, 1.0),
+                 ("data.augment.random_gray_scale", 0.0, 1.0), ("data.augment.gaussian_blur", 0.0, 1.0),
+                 ("data.augment.hf_prob", 0.0, 1.0), ("data.augment.cj_strength", 0.0, 10.0),
+                 ("optim.momentum", 0.0, 0.999999), ("eval.fairness_correlation", 0.0, 1.0),
+                 ("eval.logistic_val_fraction", 1e-9, 0.999999), ("model.drop_path_rate", 0.0, 0.999999))
 # Views per sample each objective takes: (fewest, most); None = no upper limit.
 NUM_VIEWS = {"simclr": (2, 2), "polyview": (2, None), "byol": (2, 2), "mae": (1, 1), "ijepa": (1, 1)}
 RANGES = ("method.target_scale", "method.target_aspect", "method.context_scale")
@@ -199,14 +214,55 @@ def _merge(schema: DictConfig, other: DictConfig, source: str) -> DictConfig:
         raise UserError(f"{source}: bad value for '{err.full_key}': {msg}") from None
 
 
+def validate_trainer(t: DictConfig) -> None:
+    """What Lightning would reject deep inside Trainer(...), as one line here (its own lists)."""
+    from lightning_fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    precisions = (*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS))
+    if str(t.precision) not in precisions:
+        raise UserError(f"config trainer.precision={t.precision!r}: expected one of {', '.join(precisions)}")
+    strategies = ("auto", *StrategyRegistry.available_strategies())
+    if t.strategy not in strategies:
+        raise UserError(f"config trainer.strategy={t.strategy!r}: expected one of auto, ddp, fsdp, deepspeed, ... "
+                        f"(Lightning's: {', '.join(strategies)})")
+    accelerators = ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+    if t.accelerator not in accelerators:
+        raise UserError(f"config trainer.accelerator={t.accelerator!r}: expected one of {', '.join(accelerators)}")
+    devices = t.devices
+    ok = (devices == "auto" or devices == -1 or (isinstance(devices, int) and devices >= 1)
+          or (isinstance(devices, str) and devices.replace(",", "").strip().isdigit() and int(devices.split(",")[0]) >= 0
+              and (devices.strip() != "0"))
+          or (OmegaConf.is_list(devices) and len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices)))
+    if not ok:
+        raise UserError(f"config trainer.devices={devices!r}: expected a count >= 1, -1 or auto (all), "
+                        "or a list of device indices such as [0, 1]")
+    if not (isinstance(t.limit_train_batches, (int, float)) and t.limit_train_batches > 0):
+        raise UserError(f"config trainer.limit_train_batches={t.limit_train_batches!r}: expected a fraction in (0, 1] "
+                        "or a number of batches >= 1")
+
+
 def validate(cfg: DictConfig) -> None:
     for key, choices in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in choices:
             raise UserError(f"config {key}={value!r}: expected one of {', '.join(choices)}")
     for key in POSITIVE:
-        if OmegaConf.select(cfg, key) <= 0:
-            raise UserError(f"config {key} must be positive, got {OmegaConf.select(cfg, key)}")
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value <= 0:
+            raise UserError(f"config {key} must be positive, got {value}")
+    for key in NON_NEGATIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < 0:
+            raise UserError(f"config {key} must be >= 0, got {value}")
+    for key, low, high in CLOSED_RANGES:
+        value = OmegaConf.select(cfg, key)
+        if not low <= value <= high:
+            raise UserError(f"config {key}={value} must lie in [{low:g}, {high:g}]")
+    if not all(0 < b < 1 for b in cfg.optim.betas) or len(cfg.optim.betas) != 2:
+        raise UserError(f"config optim.betas must be two numbers in (0, 1), got {list(cfg.optim.betas)}")
+    validate_trainer(cfg.trainer)
     if cfg.method.temperature <= 0:
         raise UserError(f"config method.temperature must be positive, got {cfg.method.temperature}")
     if not 0 <= cfg.method.momentum_base < 1:
@@ -241,7 +297,11 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            cfg = _merge(cfg, OmegaConf.load(path), str(path))
+            loaded = OmegaConf.load(path)
+            if not isinstance(loaded, DictConfig):
+                raise UserError(f"{path}: a config must be a YAML mapping (key: value lines), got a "
+                                f"{type(OmegaConf.to_container(loaded)).__name__}")
+            cfg = _merge(cfg, loaded, str(path))
         except UserError:
             raise
         except Exception as err:  # YAML syntax

@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from .checkpoints import suite_config
 from .config import to_yaml
 from .data import eval_dataset, has_labels, num_classes, ssl_train_dataset
 from .errors import UserError
@@ -109,7 +110,8 @@ def resume_path(cfg: DictConfig, resume: Optional[str], overwrite: bool = False)
         return None
     path = checkpoint_dir(cfg) / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
-        raise UserError(f"cannot resume: checkpoint {path} does not exist")
+        raise UserError(f"cannot resume: checkpoint not found: {path}")
+    suite_config(path)  # missing, empty, truncated, foreign or code-carrying: one line, before training starts
     return str(path)
 
 

@@ -105,7 +105,7 @@ def test_checkpoint_with_embedded_code_is_refused_and_never_runs(tmp_path):
     evil = tmp_path / "evil.ckpt"
     with open(evil, "wb") as f:
         pickle.dump({"state_dict": {"backbone.x": Payload()}}, f)
-    with pytest.raises(UserError, match="evil.ckpt was refused: it holds pickled objects") as err:
+    with pytest.raises(UserError, match="evil.ckpt was refused: it is not a weights-only PyTorch file") as err:
         read_state_dict(evil)
     assert "weights_only=False" not in str(err.value)  # never advice to load an untrusted pickle
     from ssl_suite.eval.features import extract_features  # the feature cache loads the same way
