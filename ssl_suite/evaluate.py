@@ -35,7 +35,7 @@ from .eval.knn import knn_classify
 from .eval.baselines import RawPixels
 from .eval.linear import linear_probe
 from .eval.logistic import logistic_probe
-from .methods import build_backbone
+from .models.backbone import build_backbone
 
 
 

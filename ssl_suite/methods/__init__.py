@@ -1,5 +1,5 @@
 """SSL objectives as LightningModules, looked up by the config's ``method.name``."""
-from .base import EMATargetMethod, SSLMethod, build_backbone
+from .base import EMATargetMethod, SSLMethod
 from .byol import BYOL
 from .ijepa import IJEPA
 from .mae import MAE
@@ -13,4 +13,4 @@ def build_method(cfg, num_classes: int) -> SSLMethod:
 
 
 __all__ = ["BYOL", "EMATargetMethod", "IJEPA", "MAE", "METHODS", "Contrastive", "PolyView", "SSLMethod", "SimCLR",
-           "build_backbone", "build_method"]
+           "build_method"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import timm
 import torch
 import pytorch_lightning as pl
 from lightly.utils.benchmarking import OnlineLinearClassifier
@@ -18,42 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
-import ssl_suite.models  # noqa: F401  (registers the sigmoid ViT names)
 
 from .. import scaling
 from ..data import device_views
 from ..ema import EMATarget
 from ..checkpoints import BACKBONE_PREFIX, ENCODERS_KEY
-from ..errors import UserError
+from ..models.backbone import build_backbone, check_image_size
 from ..resume import seed_batch
-
-
-def build_backbone(model_cfg: DictConfig) -> nn.Module:
-    """A headless timm ViT (``num_classes=0``: forward returns the pooled class token)."""
-    kwargs = dict(num_classes=0, drop_path_rate=model_cfg.drop_path_rate)
-    if model_cfg.name.endswith("_sigmoid"):
-        kwargs.update(attention=model_cfg.attention, sigmoid_bias=model_cfg.sigmoid_bias)
-    try:
-        return timm.create_model(model_cfg.name, pretrained=False, **kwargs)
-    except RuntimeError as err:
-        if "Unknown model" in str(err):
-            raise UserError(f"model.name={model_cfg.name!r} is not a timm model; sigmoid ViTs: "
-                            f"{', '.join(ssl_suite.models.MODEL_NAMES)}") from None
-        raise
-
-
-def check_image_size(backbone: nn.Module, image_size: int, model_name: str) -> None:
-    """The data's image size must tile into the ViT's patches and match its position table."""
-    patch_embed = getattr(backbone, "patch_embed", None)
-    if patch_embed is None:
-        return
-    patch = patch_embed.patch_size[0]
-    if image_size % patch:
-        raise UserError(f"data.image_size={image_size} is not divisible by the patch size {patch} of {model_name}")
-    expected = patch_embed.img_size[0] if patch_embed.img_size is not None else image_size
-    if image_size != expected and not getattr(patch_embed, "dynamic_img_size", False):
-        raise UserError(f"data.image_size={image_size} but {model_name} takes {expected} px images; "
-                        f"choose a model built for {image_size} px")
 
 
 class SSLMethod(pl.LightningModule):

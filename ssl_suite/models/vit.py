@@ -58,23 +58,72 @@ def _cfg(img_size: int) -> dict:
 default_cfgs = generate_default_cfgs({variant_name(*v): _cfg(v[2]) for v in VARIANTS})
 
 
-def _entrypoint(width: str, patch: int, img_size: int):
+def _build(width: str, patch: int, img_size: int, pretrained: bool, **kwargs) -> VisionTransformer:
     embed_dim, depth, num_heads = WIDTHS[width]
-    name = variant_name(width, patch, img_size)
-
-    def build(pretrained: bool = False, **kwargs) -> VisionTransformer:
-        args = dict(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth,
-                    num_heads=num_heads, qk_norm=True, init_values=LAYER_SCALE_INIT)
-        return create_sigmoid_vit(name, pretrained=pretrained, **{**args, **kwargs})
-
-    build.__name__ = build.__qualname__ = name
-    build.__module__ = __name__
-    build.__doc__ = f"ViT-{width} /{patch} at {img_size}px, sigmoid attention, QK-norm, LayerScale."
-    return build
+    args = dict(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                qk_norm=True, init_values=LAYER_SCALE_INIT)
+    return create_sigmoid_vit(variant_name(width, patch, img_size), pretrained=pretrained, **{**args, **kwargs})
 
 
-MODEL_NAMES = []
-for _v in VARIANTS:
-    _fn = register_model(_entrypoint(*_v))
-    globals()[_fn.__name__] = _fn
-    MODEL_NAMES.append(_fn.__name__)
+# One entry point per name, written out so that a reader can grep for it.
+@register_model
+def vit_tiny_patch16_224_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Tiny/16 at 224 px, sigmoid attention, QK-norm, LayerScale."""
+    return _build("tiny", 16, 224, pretrained, **kwargs)
+
+
+@register_model
+def vit_small_patch16_224_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Small/16 at 224 px, sigmoid attention, QK-norm, LayerScale."""
+    return _build("small", 16, 224, pretrained, **kwargs)
+
+
+@register_model
+def vit_base_patch16_224_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Base/16 at 224 px, sigmoid attention, QK-norm, LayerScale."""
+    return _build("base", 16, 224, pretrained, **kwargs)
+
+
+@register_model
+def vit_nano_patch7_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Nano/7 at 28 px (Fashion-MNIST: 4 x 4 patches), sigmoid attention."""
+    return _build("nano", 7, 28, pretrained, **kwargs)
+
+
+@register_model
+def vit_nano_patch4_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Nano/4 at 28 px (7 x 7 patches), sigmoid attention."""
+    return _build("nano", 4, 28, pretrained, **kwargs)
+
+
+@register_model
+def vit_tiny_patch4_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Tiny/4 at 28 px, sigmoid attention."""
+    return _build("tiny", 4, 28, pretrained, **kwargs)
+
+
+@register_model
+def vit_small_patch4_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Small/4 at 28 px, sigmoid attention."""
+    return _build("small", 4, 28, pretrained, **kwargs)
+
+
+@register_model
+def vit_nano_patch4_32_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Nano/4 at 32 px (CIFAR: 8 x 8 patches), sigmoid attention."""
+    return _build("nano", 4, 32, pretrained, **kwargs)
+
+
+@register_model
+def vit_tiny_patch4_32_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Tiny/4 at 32 px, sigmoid attention."""
+    return _build("tiny", 4, 32, pretrained, **kwargs)
+
+
+@register_model
+def vit_small_patch4_32_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT-Small/4 at 32 px, sigmoid attention."""
+    return _build("small", 4, 32, pretrained, **kwargs)
+
+
+MODEL_NAMES = [variant_name(*v) for v in VARIANTS]
