@@ -36,4 +36,5 @@ def test_linear_probe_script_takes_an_imagenet_root(tiny_image_folder, tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "| pretrained (vit_tiny_patch16_224_sigmoid, sigmoid) |" in run.stdout
     results = json.loads((tmp_path / "w.pth.eval.json").read_text())
-    assert set(results) == {"pretrained", "random init"} and "k=3" in results["pretrained"]["knn"]
+    assert set(results) == {"pretrained", "random init", "raw pixels"} and "k=3" in results["pretrained"]["knn"]
+    assert results["raw pixels"]["features"] == "raw pixels (area-downsampled to 32 x 32)"  # the config's floor
