@@ -35,7 +35,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from .config import CHOICES, PROBES, load_config
+from .config import PROBES, choices, load_config
 from .errors import UserError
 from .files import atomic_write_text
 
@@ -78,7 +78,7 @@ def load_grid(path: str | Path) -> Grid:
     if unknown := set(spec) - GRID_KEYS:
         raise UserError(f"{path}: unknown grid key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(GRID_KEYS))}")
     objectives = spec.get("objectives") or {}
-    valid = CHOICES["method.name"]
+    valid = choices()["method.name"]
     for name in objectives:
         if name not in valid:
             raise UserError(f"{path}: unknown objective {name!r}; valid: {', '.join(valid)}")
@@ -86,8 +86,8 @@ def load_grid(path: str | Path) -> Grid:
         raise UserError(f"{path}: 'objectives' must map at least one of {', '.join(valid)} to a config file")
     attentions = _list(spec, "attention", ["sigmoid", "softmax"])
     for a in attentions:
-        if a not in CHOICES["model.attention"]:
-            raise UserError(f"{path}: unknown attention {a!r}; valid: {', '.join(CHOICES['model.attention'])}")
+        if a not in choices()["model.attention"]:
+            raise UserError(f"{path}: unknown attention {a!r}; valid: {', '.join(choices()['model.attention'])}")
     probes = _list(spec, "probes", ["linear", "knn"])
     for p in probes:
         if p not in PROBES:

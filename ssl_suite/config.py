@@ -16,6 +16,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .checkpoints import ENCODER_CHOICES
 from .data.datasets import DATASETS
+from .data.spurious import FAIRNESS_DATA
 from .errors import UserError
 
 
@@ -158,18 +159,27 @@ class Config:
 
 
 PROBES = ("linear", "logistic", "knn", "fewshot", "fairness", "calibration")  # ssl-suite eval
-CHOICES = {
-    "model.attention": ("sigmoid", "softmax"),
-    "data.dataset": DATASETS,
-    "data.augment_on": ("cpu", "device"),
-    "method.name": ("simclr", "polyview", "byol", "mae", "ijepa"),
-    "method.objective": ("geometric", "arithmetic", "multicrop"),
-    "optim.name": ("adamw", "sgd", "lars"),
-    "eval.fairness_data": ("spurious_fashion", "csv"),
-    "eval.encoder": ENCODER_CHOICES,
-    "eval.linear_optimizer": ("sgd", "lars"),
-    "trainer.nonfinite": ("stop", "skip"),
-}
+def choices() -> dict[str, tuple]:
+    """Valid values per key, each list asked of the module that owns it (imported here, not at
+    module import, so reading a config stays light until it is validated)."""
+    from .eval.linear import PROBE_OPTIMIZERS
+    from .guards import MODES as NONFINITE_MODES
+    from .losses.polyview import OBJECTIVES
+    from .methods import METHODS, OPTIMIZERS
+    from .models.attention import ATTENTION_MODES
+
+    return {
+        "model.attention": ATTENTION_MODES,
+        "data.dataset": DATASETS,
+        "data.augment_on": ("cpu", "device"),  # lightly transforms in workers | kornia on batches
+        "method.name": tuple(METHODS),
+        "method.objective": OBJECTIVES,
+        "optim.name": OPTIMIZERS,
+        "eval.fairness_data": FAIRNESS_DATA,
+        "eval.encoder": ENCODER_CHOICES,
+        "eval.linear_optimizer": PROBE_OPTIMIZERS,
+        "trainer.nonfinite": NONFINITE_MODES,
+    }
 POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
             "trainer.accumulate_grad_batches", "eval.batch_size", "eval.fewshot_splits", "eval.calibration_bins", "method.decoder_dim",
             "method.decoder_depth", "method.decoder_heads", "method.num_targets", "method.min_context",
@@ -244,10 +254,10 @@ def validate_trainer(t: DictConfig) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    for key, choices in CHOICES.items():
+    for key, valid in choices().items():
         value = OmegaConf.select(cfg, key)
-        if value not in choices:
-            raise UserError(f"config {key}={value!r}: expected one of {', '.join(choices)}")
+        if value not in valid:
+            raise UserError(f"config {key}={value!r}: expected one of {', '.join(valid)}")
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:

@@ -24,6 +24,7 @@ from .images import read_rgb
 UPPER_BODY, FOOTWEAR = (0, 2, 4, 6), (5, 7, 9)  # T-shirt, pullover, coat, shirt | sandal, sneaker, boot
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 1 / 6  # the last 10k of Fashion-MNIST's 60k train images become val
+FAIRNESS_DATA = ("spurious_fashion", "csv")  # eval.fairness_data: the built-in set, or a user's group CSVs
 TEXTURE_SIZE, CROP = 128, 28
 
 

@@ -64,6 +64,9 @@ def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
     return num_classes
 
 
+PROBE_OPTIMIZERS = ("sgd", "lars")
+
+
 def probe_optimizer(linear: nn.Linear, name: str, lr: float, momentum: float = 0.9,
                     weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """SGD or MAE's LARS for the probe's linear layer; the bias gets no weight decay (MAE)."""
@@ -102,8 +105,8 @@ def linear_probe(
     Returns {"top1", "top5", "protocol"} (+ "logits", the test logits, with ``return_logits``).
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
-    if optimizer not in ("sgd", "lars"):
-        raise ValueError(f"optimizer must be 'sgd' or 'lars', got {optimizer!r}")
+    if optimizer not in PROBE_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(PROBE_OPTIMIZERS)}, got {optimizer!r}")
     warmup_epochs = epochs // 9 if warmup_epochs is None else warmup_epochs  # MAE: 10 of 90
     if epochs < 1 or batch_size < 1 or not 0 <= warmup_epochs <= epochs or lr <= 0:
         raise ValueError("need epochs >= 1, batch_size >= 1, 0 <= warmup_epochs <= epochs, lr > 0")

@@ -1,5 +1,5 @@
 """SSL objectives as LightningModules, looked up by the config's ``method.name``."""
-from .base import EMATargetMethod, SSLMethod
+from .base import OPTIMIZERS, EMATargetMethod, SSLMethod
 from .byol import BYOL
 from .ijepa import IJEPA
 from .mae import MAE
@@ -12,5 +12,5 @@ def build_method(cfg, num_classes: int) -> SSLMethod:
     return METHODS[cfg.method.name](cfg, num_classes)
 
 
-__all__ = ["BYOL", "EMATargetMethod", "IJEPA", "MAE", "METHODS", "Contrastive", "PolyView", "SSLMethod", "SimCLR",
+__all__ = ["OPTIMIZERS", "BYOL", "EMATargetMethod", "IJEPA", "MAE", "METHODS", "Contrastive", "PolyView", "SSLMethod", "SimCLR",
            "build_method"]

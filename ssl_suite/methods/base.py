@@ -26,6 +26,9 @@ from ..models.backbone import build_backbone, check_image_size
 from ..resume import seed_batch
 
 
+OPTIMIZERS = ("adamw", "sgd", "lars")  # what configure_optimizers builds (optim.name)
+
+
 class SSLMethod(pl.LightningModule):
     # Where each encoder's backbone lives in the state dict, and the one the method's paper
     # evaluates; written into every checkpoint for export and eval (checkpoints.read_backbone).

@@ -91,3 +91,17 @@ def test_missing_or_empty_folder_is_one_line(root, match, tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(UserError, match=match):
         ImageFiles(str(tmp_path / root))
+
+
+def test_two_ddp_ranks_pretrain_on_an_unlabelled_folder(photos, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    args = base(photos, tmp_path / "ddp", "trainer.devices=2", "trainer.strategy=ddp", "data.augment_on=device")
+    run = subprocess.run([sys.executable, "-m", "ssl_suite.cli", "pretrain", "configs/demo.yaml", *args],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 2
