@@ -8,6 +8,18 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+# Each objective at its smallest (tiny heads, one decoder block): for tests that run every objective.
+TINY_OBJECTIVES = {
+    "simclr": ["method.name=simclr"],
+    "polyview": ["method.name=polyview", "data.num_views=3"],
+    "byol": ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64"],
+    "mae": ["method.name=mae", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
+            "method.decoder_heads=2"],
+    "ijepa": ["method.name=ijepa", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
+              "method.decoder_heads=2"],
+}
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped where no GPU is visible (the GPU lane)")
 

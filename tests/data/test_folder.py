@@ -10,16 +10,8 @@ from ssl_suite.config import load_config
 from ssl_suite.data.folder import ImageFiles
 from ssl_suite.errors import UserError
 from ssl_suite.train import pretrain
+from tests.conftest import TINY_OBJECTIVES as OBJECTIVES
 
-OBJECTIVES = {
-    "simclr": ["method.name=simclr"],
-    "polyview": ["method.name=polyview", "data.num_views=3"],
-    "byol": ["method.name=byol", "method.proj_hidden_dim=32", "method.pred_hidden_dim=32"],
-    "mae": ["method.name=mae", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
-            "method.decoder_heads=2"],
-    "ijepa": ["method.name=ijepa", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
-              "method.decoder_heads=2"],
-}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import torch
 from flash_sigmoid import check
 from ssl_suite.config import load_config
 from ssl_suite.train import pretrain
-from tests.models.test_mixed_precision import OBJECTIVES
+from tests.conftest import TINY_OBJECTIVES as OBJECTIVES
 
 pytestmark = pytest.mark.gpu
 

@@ -14,6 +14,7 @@ from ssl_suite.config import load_config
 from ssl_suite.methods import IJEPA, MAE, build_method
 from ssl_suite.models import attention as attention_module
 from ssl_suite.train import pretrain
+from tests.conftest import TINY_OBJECTIVES as OBJECTIVES
 
 
 @pytest.fixture
@@ -114,15 +115,6 @@ def test_the_custom_op_casts_to_the_active_autocast_dtype(dtype):
     torch.testing.assert_close(out.double(), expected, atol=2e-2, rtol=2e-2)
 
 
-OBJECTIVES = {
-    "simclr": [],
-    "polyview": ["method.name=polyview", "data.num_views=3"],
-    "byol": ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64"],
-    "mae": ["method.name=mae", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
-            "method.decoder_heads=2"],
-    "ijepa": ["method.name=ijepa", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
-              "method.decoder_heads=2"],
-}
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
