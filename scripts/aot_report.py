@@ -5,10 +5,10 @@
 Uses triton.compile for each (arch, dtype, head dim) and the ptxas shipped inside the triton
 package (`ptxas -v`) for the counts; prints a Markdown table.
 """
+
 import argparse
 
 import torch
-
 from flash_sigmoid import triton_kernels as tk
 
 
@@ -23,8 +23,10 @@ def main():
     print("| kernel | arch | dtype | d | BLOCK_M x BLOCK_N | warps | stages | registers | spill bytes | wgmma |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['arch']} | {r['dtype']} | {r['d']} | {r['BLOCK_M']} x {r['BLOCK_N']} "
-              f"| {r['num_warps']} | {r['num_stages']} | {r['regs']} | {r['spills']} | {'yes' if r['wgmma'] else 'no'} |")
+        print(
+            f"| {r['kernel']} | {r['arch']} | {r['dtype']} | {r['d']} | {r['BLOCK_M']} x {r['BLOCK_N']} "
+            f"| {r['num_warps']} | {r['num_stages']} | {r['regs']} | {r['spills']} | {'yes' if r['wgmma'] else 'no'} |"
+        )
 
 
 if __name__ == "__main__":

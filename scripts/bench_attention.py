@@ -8,29 +8,38 @@ sides alike. Prints a Markdown table. The timing code is ``flash_sigmoid.check``
     python scripts/bench_attention.py --quick --device cpu
     python scripts/bench_attention.py --device cuda --dtype bf16
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 
-import torch
-
 import flash_sigmoid
+import torch
 from flash_sigmoid.check import DTYPES, bench_shape
 
 # (batch, heads, n, d): ViT-S/16 at 224 px, then long sequences with fewer heads so the
 # materialised reference (several B*H*n^2 score tensors) fits in memory
 CPU_SHAPES = [(32, 6, 197, 64), (4, 6, 1024, 64), (1, 6, 4096, 64), (1, 2, 8192, 64)]
-CUDA_SHAPES = [(32, 6, 197, 64), (8, 6, 1024, 64), (4, 6, 4096, 64), (2, 6, 8192, 64),
-               (1, 6, 16384, 64), (32, 6, 197, 128), (4, 6, 4096, 128), (1, 6, 16384, 128)]
+CUDA_SHAPES = [
+    (32, 6, 197, 64),
+    (8, 6, 1024, 64),
+    (4, 6, 4096, 64),
+    (2, 6, 8192, 64),
+    (1, 6, 16384, 64),
+    (32, 6, 197, 128),
+    (4, 6, 4096, 128),
+    (1, 6, 16384, 128),
+]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two shapes, 3 reps")
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
-    ap.add_argument("--dtype", default=None, help="comma list of fp32,fp16,bf16 "
-                    "(default fp32 on CPU, fp16,bf16 on CUDA)")
+    ap.add_argument(
+        "--dtype", default=None, help="comma list of fp32,fp16,bf16 (default fp32 on CPU, fp16,bf16 on CUDA)"
+    )
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     args = ap.parse_args()
@@ -39,12 +48,17 @@ def main():
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [dv for dv in devices if dv == "cpu" or torch.cuda.is_available()]
     reps = args.reps or (3 if args.quick else 7)
-    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}, reps {reps}, "
-          f"cpu block elements {flash_sigmoid.cpu.CHUNK_ELEMENTS}"
-          + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else "") + "\n")
-    print("| device | dtype | B x H x n x d | path | fwd / SDPA | fwd+bwd / SDPA | peak mem / SDPA "
-          "| fwd+bwd ms | peak MiB |")
+    print(
+        f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}, reps {reps}, "
+        f"cpu block elements {flash_sigmoid.cpu.CHUNK_ELEMENTS}"
+        + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else "")
+        + "\n"
+    )
+    print(
+        "| device | dtype | B x H x n x d | path | fwd / SDPA | fwd+bwd / SDPA | peak mem / SDPA "
+        "| fwd+bwd ms | peak MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for device in devices:
         dtypes = args.dtype.split(",") if args.dtype else (["fp32"] if device == "cpu" else ["fp16", "bf16"])
@@ -55,9 +69,12 @@ def main():
                 res = bench_shape(shape, DTYPES[dt], device, reps)
                 sdpa_mem = max(res["sdpa"]["mem"], 1)
                 for name, r in res.items():
-                    print(f"| {device} | {dt} | {' x '.join(map(str, shape))} | {name} | "
-                          f"{r['fwd']:.2f} | {r['fwd+bwd']:.2f} | {r['mem'] / sdpa_mem:.2f} | "
-                          f"{r['fwd+bwd_ms']:.1f} | {r['mem'] / 2**20:.0f} |", flush=True)
+                    print(
+                        f"| {device} | {dt} | {' x '.join(map(str, shape))} | {name} | "
+                        f"{r['fwd']:.2f} | {r['fwd+bwd']:.2f} | {r['mem'] / sdpa_mem:.2f} | "
+                        f"{r['fwd+bwd_ms']:.1f} | {r['mem'] / 2**20:.0f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

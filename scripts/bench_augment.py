@@ -5,6 +5,7 @@
 Both paths make ``data.num_views`` views per image with the config's recipe. The CPU path runs
 in this process (one worker; multiply by the loader's num_workers for a pipeline estimate).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def main() -> None:
     cpu_rate = n * m / (time.perf_counter() - start)
 
     augment = device_views(dev_cfg.data).to(args.device)
-    batches = [torch.stack([raw_set[i][0] for i in range(s, min(s + args.batch, n))]).to(args.device)
-               for s in range(0, n, args.batch)]
+    batches = [
+        torch.stack([raw_set[i][0] for i in range(s, min(s + args.batch, n))]).to(args.device)
+        for s in range(0, n, args.batch)
+    ]
     augment(batches[0])  # warm-up
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -48,10 +51,12 @@ def main() -> None:
         torch.cuda.synchronize()
     dev_rate = n * m / (time.perf_counter() - start)
 
-    print(f"| path | views/s | ratio to CPU path |\n|---|---|---|\n"
-          f"| lightly transforms, CPU, 1 process | {cpu_rate:,.0f} | 1.00 |\n"
-          f"| kornia batches on {args.device} ({torch.get_num_threads()} threads) | {dev_rate:,.0f} | "
-          f"{dev_rate / cpu_rate:.2f} |")
+    print(
+        f"| path | views/s | ratio to CPU path |\n|---|---|---|\n"
+        f"| lightly transforms, CPU, 1 process | {cpu_rate:,.0f} | 1.00 |\n"
+        f"| kornia batches on {args.device} ({torch.get_num_threads()} threads) | {dev_rate:,.0f} | "
+        f"{dev_rate / cpu_rate:.2f} |"
+    )
     print(f"({args.config}: {n} images x {m} views, image size {cpu_cfg.data.image_size})")
 
 

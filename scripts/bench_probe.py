@@ -11,6 +11,7 @@ The issue's goal: ``fit_logistic`` >= 5x faster than sklearn at <= 0.5 point of 
     python scripts/bench_probe.py                          # 50k x 384, 100 classes, CPU
     python scripts/bench_probe.py --n 10000 --threads 2 --device cpu
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,16 +70,25 @@ def main() -> None:
     if not a.no_sweep:
         t = time.perf_counter()
         res = logistic_probe(xtr, ytr, xte, yte, max_iter=a.max_iter, tol=a.tol, device=a.device, progress=False)
-        rows.append((f"suite logistic_probe ({len(res['val_top1'])}-C sweep + refit, chose C={res['C']:.3g})",
-                     time.perf_counter() - t, res["top1"]))
+        rows.append(
+            (
+                f"suite logistic_probe ({len(res['val_top1'])}-C sweep + refit, chose C={res['C']:.3g})",
+                time.perf_counter() - t,
+                res["top1"],
+            )
+        )
 
-    print(f"\n{a.n} x {a.dim} train, {a.n_test} test, {a.classes} classes, C={a.C}, max_iter={a.max_iter}, "
-          f"tol={a.tol}, device={a.device}, threads={a.threads}\n")
+    print(
+        f"\n{a.n} x {a.dim} train, {a.n_test} test, {a.classes} classes, C={a.C}, max_iter={a.max_iter}, "
+        f"tol={a.tol}, device={a.device}, threads={a.threads}\n"
+    )
     print("| method | fit seconds | test top-1 (%) |\n|---|---:|---:|")
     for name, secs, top1 in rows:
         print(f"| {name} | {secs:.2f} | {top1:.2f} |")
-    print(f"\nspeed-up of fit_logistic over sklearn: {sk_s / ours_s:.1f}x; "
-          f"top-1 gap (suite - sklearn): {ours_top1 - sk_top1:+.2f} points")
+    print(
+        f"\nspeed-up of fit_logistic over sklearn: {sk_s / ours_s:.1f}x; "
+        f"top-1 gap (suite - sklearn): {ours_top1 - sk_top1:+.2f} points"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ reference built from stock timm + lightly only (softmax SDPA), same model size a
 
 Prints views/s of a full step (forward, NT-Xent, backward, AdamW) and the ratio to the reference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,24 +61,37 @@ def main() -> None:
     autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     torch.manual_seed(0)
-    stock = timm.create_model(args.model, pretrained=False, num_classes=0, qk_norm=True, init_values=1e-4).to(args.device)
+    stock = timm.create_model(args.model, pretrained=False, num_classes=0, qk_norm=True, init_values=1e-4).to(
+        args.device
+    )
     head = SimCLRProjectionHead(stock.num_features, 512, 128).to(args.device)
     opt = torch.optim.AdamW([*stock.parameters(), *head.parameters()], lr=1e-4)
     loss_fn = NTXentLoss(temperature=0.1)
     results = {}
     with autocast:
         results["stock timm + lightly (softmax, SDPA)"] = rate(
-            lambda: stock_step(stock, head, loss_fn, opt, views), views, args.steps, args.device)
+            lambda: stock_step(stock, head, loss_fn, opt, views), views, args.steps, args.device
+        )
         for attention in ("sigmoid", "softmax"):
-            cfg = load_config(None, [f"model.name={args.model}_sigmoid", f"model.attention={attention}",
-                                     "method.proj_hidden_dim=512", "method.proj_output_dim=128"])
+            cfg = load_config(
+                None,
+                [
+                    f"model.name={args.model}_sigmoid",
+                    f"model.attention={attention}",
+                    "method.proj_hidden_dim=512",
+                    "method.proj_output_dim=128",
+                ],
+            )
             method = SimCLR(cfg, num_classes=10).to(args.device).train()
             opt = torch.optim.AdamW(method.parameters(), lr=1e-4)
             results[f"ssl-suite SimCLR ({attention})"] = rate(
-                lambda: suite_step(method, opt, views), views, args.steps, args.device)
+                lambda method=method, opt=opt: suite_step(method, opt, views), views, args.steps, args.device
+            )
     base = next(iter(results.values()))
-    print(f"| training step ({args.model}, batch {args.batch} x 2 views, {args.precision}, {args.device}, "
-          f"{torch.get_num_threads()} threads) | views/s | ratio to stock |\n|---|---|---|")
+    print(
+        f"| training step ({args.model}, batch {args.batch} x 2 views, {args.precision}, {args.device}, "
+        f"{torch.get_num_threads()} threads) | views/s | ratio to stock |\n|---|---|---|"
+    )
     for name, r in results.items():
         print(f"| {name} | {r:.1f} | {r / base:.2f} |")
 

@@ -1,4 +1,8 @@
-"""Run an objectives x attention grid and write its report: python scripts/compare_objectives.py GRID [--run I | --print-jobs | --report]."""
+"""Run an objectives x attention grid and write its report.
+
+python scripts/compare_objectives.py GRID [--run I | --print-jobs | --report]
+"""
+
 import sys
 
 from ssl_suite.cli import main

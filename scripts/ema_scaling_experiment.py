@@ -7,6 +7,7 @@ At kappa x the batch every run keeps the optimizer's own rule (AdamW: sqrt lr, b
 "without" leaves the EMA momentum at the base batch's schedule, "with" raises it to kappa.
 Prints a Markdown table; runs go to runs/ema_scaling/<name>.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,13 +30,24 @@ def main() -> None:
     runs = {
         f"base batch {b0}": [f"data.batch_size={b0}"],
         f"batch {args.kappa * b0}, EMA rule on": [f"data.batch_size={args.kappa * b0}", "method.ema_scaling_rule=true"],
-        f"batch {args.kappa * b0}, EMA rule off": [f"data.batch_size={args.kappa * b0}", "method.ema_scaling_rule=false"],
+        f"batch {args.kappa * b0}, EMA rule off": [
+            f"data.batch_size={args.kappa * b0}",
+            "method.ema_scaling_rule=false",
+        ],
     }
     rows = []
     for name, extra in runs.items():
         slug = f"{name.replace(' ', '_').replace(',', '')}_{args.samples}x{args.epochs}"
-        cfg = load_config(args.config, [*args.overrides, *extra, f"data.train_subset={args.samples}",
-                                        f"trainer.max_epochs={args.epochs}", f"output_dir=runs/ema_scaling/{slug}"])
+        cfg = load_config(
+            args.config,
+            [
+                *args.overrides,
+                *extra,
+                f"data.train_subset={args.samples}",
+                f"trainer.max_epochs={args.epochs}",
+                f"output_dir=runs/ema_scaling/{slug}",
+            ],
+        )
         last = pretrain(cfg, overwrite=True)
         result = evaluate(cfg, str(last), ("linear", "knn"), baseline=False)["pretrained"]
         rows.append((name, result["linear"]["top1"], result["knn"]["top1"]))

@@ -1,11 +1,13 @@
 """Linear-probe a frozen backbone, ImageNet protocol by default.
 
     python scripts/linear_probe.py --data /path/to/imagenet --checkpoint backbone.safetensors
-    python scripts/linear_probe.py configs/demo.yaml --checkpoint runs/demo/checkpoints/last.ckpt eval.linear_augment=true
+    python scripts/linear_probe.py configs/demo.yaml --checkpoint runs/demo/checkpoints/last.ckpt \
+        eval.linear_augment=true
 
 ``--data`` is a folder with train/ and val/ in the ImageFolder layout; the config (default: the
 ViT-S/16 ImageNet one, whose eval section holds MAE's probe settings) gives the model and protocol.
 """
+
 import argparse
 import sys
 
@@ -26,7 +28,13 @@ if __name__ == "__main__":
         overrides.insert(0, args.config)
         args.config = DEFAULT_CONFIG
     if args.data:
-        overrides += ["data.dataset=imagefolder", f"data.root={args.data}", "data.train_split=train",
-                      "data.eval_split=val"]
-    argv = ["eval", args.probe, args.config, *overrides] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+        overrides += [
+            "data.dataset=imagefolder",
+            f"data.root={args.data}",
+            "data.train_split=train",
+            "data.eval_split=val",
+        ]
+    argv = ["eval", args.probe, args.config, *overrides] + (
+        ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    )
     sys.exit(main(argv))

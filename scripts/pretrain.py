@@ -1,4 +1,5 @@
 """Pretrain a backbone: python scripts/pretrain.py CONFIG [key=value ...] [--resume [CKPT]]."""
+
 import sys
 
 from ssl_suite.cli import main

@@ -1,5 +1,6 @@
 """Backbone weights in: Lightning checkpoints, safetensors exports, plain state dicts; never a
 pickle that can run code (``export.py`` writes them out)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,16 +31,21 @@ def safe_load(path: str | Path, what: str = "checkpoint"):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" in str(err):
-            raise UserError(f"{what} {path} was refused: it holds pickled objects beyond tensors and plain containers, "
-                            "which could run code when loaded; ssl-suite loads weights only (save a state dict or "
-                            "safetensors instead)") from None
-        raise UserError(f"{what} {path} was refused: it is not a weights-only PyTorch file (a plain pickle, which "
-                        "could carry code, or another format); save it with torch.save(state_dict) or as "
-                        "safetensors") from None
+            raise UserError(
+                f"{what} {path} was refused: it holds pickled objects beyond tensors and plain containers, "
+                "which could run code when loaded; ssl-suite loads weights only (save a state dict or "
+                "safetensors instead)"
+            ) from None
+        raise UserError(
+            f"{what} {path} was refused: it is not a weights-only PyTorch file (a plain pickle, which "
+            "could carry code, or another format); save it with torch.save(state_dict) or as "
+            "safetensors"
+        ) from None
     except RuntimeError as err:
         if "zip archive" in str(err) or "central directory" in str(err):
-            raise UserError(f"{what} {path} is truncated or not a PyTorch checkpoint "
-                            "(its zip archive is incomplete)") from None
+            raise UserError(
+                f"{what} {path} is truncated or not a PyTorch checkpoint (its zip archive is incomplete)"
+            ) from None
         raise UserError(f"{what} {path} cannot be read: {str(err).splitlines()[0]}") from None
     except Exception as err:  # EOFError, KeyError, ... from a file that is not a torch save at all
         raise UserError(f"{what} {path} is not a PyTorch checkpoint ({type(err).__name__} while reading it)") from None
@@ -87,7 +93,7 @@ def read_backbone(path: str | Path, encoder: str = "auto") -> tuple[dict[str, to
         raise UserError(f"{path} holds no state dict")
     prefix, name = _encoder_prefix(blob, path, encoder)
     if any(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, name
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, name
     return state, "plain state dict"
 
 
@@ -105,8 +111,11 @@ def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "au
         state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         if shapes:
@@ -115,7 +124,9 @@ def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "au
             parts.append(f"{len(missing)} missing keys (first: {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
-        raise UserError(f"checkpoint {path} does not fit model {type(model).__name__}"
-                        f" ({getattr(model, 'default_cfg', {}).get('architecture', '?')}): {'; '.join(parts)}")
+        raise UserError(
+            f"checkpoint {path} does not fit model {type(model).__name__}"
+            f" ({getattr(model, 'default_cfg', {}).get('architecture', '?')}): {'; '.join(parts)}"
+        )
     model.load_state_dict(state, strict=True)
     return model

@@ -3,6 +3,7 @@
 Mistakes a user can fix (missing data, unknown config keys, mismatched checkpoints) print one
 line and exit with status 2, never a deep stack trace.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,18 @@ def parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pretrain a backbone from a config")
     pre.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
     pre.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3")
-    pre.add_argument("--resume", nargs="?", const="last", default=None,
-                     help="resume from output_dir/checkpoints/last.ckpt, or from the given checkpoint")
-    pre.add_argument("--overwrite", action="store_true",
-                     help="start afresh even if output_dir already holds checkpoints (they are deleted)")
+    pre.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        default=None,
+        help="resume from output_dir/checkpoints/last.ckpt, or from the given checkpoint",
+    )
+    pre.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if output_dir already holds checkpoints (they are deleted)",
+    )
     ev = sub.add_parser("eval", help="probe a frozen backbone beside its random init and raw pixels")
     ev.add_argument("probe", help="all, or one or more (comma-separated) of: " + ", ".join(PROBES))
     ev.add_argument("config")
@@ -49,9 +58,13 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("out", help="OUT.safetensors (weights) or OUT_DIR (model.safetensors, config.json, README.md)")
     ex.add_argument("--model", help="timm name (default: the one in the checkpoint's config)")
     ex.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    ex.add_argument("--encoder", choices=ENCODER_CHOICES, default="auto",
-                    help="which encoder: auto = the one the method's paper evaluates (I-JEPA: the EMA target; "
-                         "others: the online backbone)")
+    ex.add_argument(
+        "--encoder",
+        choices=ENCODER_CHOICES,
+        default="auto",
+        help="which encoder: auto = the one the method's paper evaluates (I-JEPA: the EMA target; "
+        "others: the online backbone)",
+    )
     return p
 
 
@@ -65,16 +78,25 @@ def main(argv=None) -> int:
     try:
         if args.command == "export":
             from .export import export_backbone
+
             done = export_backbone(args.checkpoint, args.out, args.model, args.overwrite, args.encoder)
-            how = (f"timm.create_model('local-dir:{done.path}', pretrained=True)" if done.folder else
-                   f"timm.create_model({done.model!r}, pretrained=True, pretrained_cfg_overlay=dict(file={str(done.path)!r}))")
-            print(f"{done.model} backbone ({done.encoder} encoder) written to {done.path}; load it with {how} "
-                  "after `import ssl_suite`")
+            how = (
+                f"timm.create_model('local-dir:{done.path}', pretrained=True)"
+                if done.folder
+                else f"timm.create_model({done.model!r}, pretrained=True, "
+                f"pretrained_cfg_overlay=dict(file={str(done.path)!r}))"
+            )
+            print(
+                f"{done.model} backbone ({done.encoder} encoder) written to {done.path}; load it with {how} "
+                "after `import ssl_suite`"
+            )
             return 0
         if args.command == "compare":
             from .compare import compare, load_grid
+
             if args.report:
                 from .report import write_report
+
                 path = write_report(load_grid(args.grid).output_dir)
             else:
                 path = compare(args.grid, args.run, args.print_jobs)
@@ -82,17 +104,21 @@ def main(argv=None) -> int:
                 print(f"report: {path}")
             return 0
         from .config import load_config
+
         cfg = load_config(args.config, args.overrides)
         if args.command == "recipe":
             from .recipe import print_recipe
+
             print_recipe(cfg, as_json=args.json)
         elif args.command == "pretrain":
             from .train import pretrain
+
             path = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
             print(f"last checkpoint: {path}")
         else:
             from .evaluate import evaluate, markdown_table, save_results
             from .train import checkpoint_dir
+
             only_floor = args.random_init or args.pixels
             checkpoint = None if only_floor else args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
             if checkpoint is not None and args.checkpoint is None and not Path(checkpoint).is_file():
@@ -100,8 +126,13 @@ def main(argv=None) -> int:
             probes = PROBES if args.probe == "all" else tuple(args.probe.split(","))
             if unknown := [p for p in probes if p not in PROBES]:
                 raise UserError(f"unknown probe {unknown[0]!r}; valid: all, {', '.join(PROBES)}")
-            rows = evaluate(cfg, checkpoint, probes, baseline=not (args.no_baseline or args.pixels),
-                            pixels=not (args.no_baseline or args.random_init))
+            rows = evaluate(
+                cfg,
+                checkpoint,
+                probes,
+                baseline=not (args.no_baseline or args.pixels),
+                pixels=not (args.no_baseline or args.random_init),
+            )
             print(markdown_table(rows, cfg))
             json_path, md_path = save_results(rows, cfg, checkpoint)
             print(f"\nresults: {json_path} and {md_path}")
@@ -112,8 +143,11 @@ def main(argv=None) -> int:
         if err.errno not in WRITE_ERRORS:
             raise
         # Files are written whole or not at all (files.py, Lightning's checkpoints): nothing saved before is lost.
-        print(f"ssl-suite: error: cannot write {err.filename or 'a file'}: {err.strerror}; free space (or fix "
-              "permissions) and run again: finished files are kept", file=sys.stderr)
+        print(
+            f"ssl-suite: error: cannot write {err.filename or 'a file'}: {err.strerror}; free space (or fix "
+            "permissions) and run again: finished files are kept",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

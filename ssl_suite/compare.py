@@ -21,6 +21,7 @@ subprocess (``python -m ssl_suite.cli``): a crash or kill loses that run's last 
 grid, and peak memory is per run. ``--print-jobs`` prints one command per run for a scheduler
 (one GPU or node each); ``--run INDEX`` runs one cell (e.g. ``$SLURM_ARRAY_TASK_ID``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -31,7 +32,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from omegaconf import OmegaConf
 
@@ -39,8 +39,18 @@ from .config import PROBES, choices, load_config
 from .errors import UserError
 from .files import atomic_write_text
 
-GRID_KEYS = {"output_dir", "objectives", "attention", "seeds", "axes", "budget", "overrides", "probes",
-             "eval_overrides", "min_free_gib"}
+GRID_KEYS = {
+    "output_dir",
+    "objectives",
+    "attention",
+    "seeds",
+    "axes",
+    "budget",
+    "overrides",
+    "probes",
+    "eval_overrides",
+    "min_free_gib",
+}
 
 
 @dataclass
@@ -52,7 +62,7 @@ class Run:
     config: str
     overrides: list[str]
     axes: dict = field(default_factory=dict)
-    floor: Optional[str] = None  # baseline cells: "random init" or "raw pixels"
+    floor: str | None = None  # baseline cells: "random init" or "raw pixels"
 
 
 @dataclass
@@ -76,7 +86,9 @@ def load_grid(path: str | Path) -> Grid:
         raise UserError(f"compare grid not found: {path}")
     spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     if unknown := set(spec) - GRID_KEYS:
-        raise UserError(f"{path}: unknown grid key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(GRID_KEYS))}")
+        raise UserError(
+            f"{path}: unknown grid key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(GRID_KEYS))}"
+        )
     objectives = spec.get("objectives") or {}
     valid = choices()["method.name"]
     for name in objectives:
@@ -104,16 +116,31 @@ def load_grid(path: str | Path) -> Grid:
             if not baselines:  # the data's floor: independent of objective, attention and seed
                 baselines.append(Run("raw-pixels", objective, attention, 0, config, base, floor="raw pixels"))
             if not any(b.name == f"random-init-{model}-{attention}" for b in baselines):
-                baselines.append(Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base,
-                                     floor="random init"))
+                baselines.append(
+                    Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base, floor="random init")
+                )
             for seed in _list(spec, "seeds", [0]):
                 for values in axis_values:
                     chosen = dict(zip(axes, values))
                     tag = "".join(f"-{k.split('.')[-1]}={v}" for k, v in chosen.items())
-                    overrides = [*common, f"method.name={objective}", f"model.attention={attention}",
-                                 f"seed={seed}", *(f"{k}={v}" for k, v in chosen.items())]
-                    runs.append(Run(f"{objective}-{attention}-seed{seed}{tag}", objective, attention, seed,
-                                    config, overrides, chosen))
+                    overrides = [
+                        *common,
+                        f"method.name={objective}",
+                        f"model.attention={attention}",
+                        f"seed={seed}",
+                        *(f"{k}={v}" for k, v in chosen.items()),
+                    ]
+                    runs.append(
+                        Run(
+                            f"{objective}-{attention}-seed{seed}{tag}",
+                            objective,
+                            attention,
+                            seed,
+                            config,
+                            overrides,
+                            chosen,
+                        )
+                    )
     grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
     for run in runs + baselines:  # every cell must be a valid config before anything starts
         try:
@@ -134,8 +161,10 @@ def preflight(grid: Grid) -> None:
         raise UserError(f"compare output_dir {grid.output_dir} is not writable: {err.strerror}") from None
     free = shutil.disk_usage(grid.output_dir).free / 2**30
     if free < grid.min_free_gib:
-        raise UserError(f"only {free:.2f} GiB free under {grid.output_dir}; the grid wants at least "
-                        f"{grid.min_free_gib} GiB (min_free_gib)")
+        raise UserError(
+            f"only {free:.2f} GiB free under {grid.output_dir}; the grid wants at least "
+            f"{grid.min_free_gib} GiB (min_free_gib)"
+        )
 
 
 def run_dir(grid: Grid, run: Run) -> Path:
@@ -164,20 +193,29 @@ def execute(grid: Grid, run: Run, baseline: bool = False, log=print) -> dict:
     log(f"[compare] {run.name}: {'evaluating' if baseline else 'pretraining + evaluating'}")
     for cmd in commands(grid, run, baseline):
         with open(directory / "compare.log", "a") as out:
-            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            code = subprocess.call(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
         if code != 0:
             raise UserError(f"run {run.name} failed (exit {code}); see {directory / 'compare.log'}")
     evals = sorted(directory.rglob("*.eval.json"), key=lambda p: p.stat().st_mtime)
     stats = directory / "train_stats.json"
-    result = {"name": run.name, "objective": run.objective, "attention": run.attention, "seed": run.seed,
-              "axes": run.axes, "baseline": baseline, "floor": run.floor,
-              "eval": json.loads(evals[-1].read_text()) if evals else {},
-              "train": json.loads(stats.read_text()) if stats.is_file() else {}}
+    result = {
+        "name": run.name,
+        "objective": run.objective,
+        "attention": run.attention,
+        "seed": run.seed,
+        "axes": run.axes,
+        "baseline": baseline,
+        "floor": run.floor,
+        "eval": json.loads(evals[-1].read_text()) if evals else {},
+        "train": json.loads(stats.read_text()) if stats.is_file() else {},
+    }
     atomic_write_text(done, json.dumps(result, indent=2))  # the marker appears whole or not at all
     return result
 
 
-def compare(path: str | Path, run_index: Optional[int] = None, print_jobs: bool = False, log=print) -> Optional[Path]:
+def compare(path: str | Path, run_index: int | None = None, print_jobs: bool = False, log=print) -> Path | None:
     grid = load_grid(path)
     cells = [(r, True) for r in grid.baselines] + [(r, False) for r in grid.runs]
     if print_jobs:
@@ -193,4 +231,5 @@ def compare(path: str | Path, run_index: Optional[int] = None, print_jobs: bool 
     for run, baseline in cells:
         execute(grid, run, baseline, log=log)
     from .report import write_report
+
     return write_report(grid.output_dir)

@@ -5,11 +5,12 @@
 OmegaConf's structured configs check types; unknown keys and bad values become one-line
 ``UserError``s naming the key and the valid choices.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, get_args
+from typing import Any, get_args
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -24,7 +25,7 @@ from .errors import UserError
 class ModelConfig:
     name: str = "vit_nano_patch7_28_sigmoid"  # any timm name; ssl_suite registers *_sigmoid ones
     attention: str = "sigmoid"  # sigmoid | softmax
-    sigmoid_bias: Optional[float] = None  # None: -log(n_keys) at run time
+    sigmoid_bias: float | None = None  # None: -log(n_keys) at run time
     drop_path_rate: float = 0.0
 
 
@@ -41,19 +42,19 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     dataset: str = "fashion_mnist"  # fashion_mnist | imagefolder | folder (unlabelled images at any depth)
-    root: Optional[str] = None
+    root: str | None = None
     download: bool = False
     train_split: str = "train"
     eval_split: str = "test"
     image_size: int = 28
-    mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     resize_for_eval: bool = False  # ImageNet: resize + centre crop
     batch_size: int = 256  # per device
     num_workers: int = 2
     num_views: int = 2  # views per sample (M); samples per batch = batch_size
     augment_on: str = "cpu"  # cpu: lightly transforms in loader workers | device: kornia on batches
-    train_subset: Optional[int] = None  # first N training images (quick runs)
+    train_subset: int | None = None  # first N training images (quick runs)
     skip_bad_images: bool = False  # ImageFolder: drop (and count) unreadable files instead of stopping
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -75,9 +76,9 @@ class MethodConfig:
     mask_ratio: float = 0.75  # mae: fraction of patches hidden from the encoder
     norm_pix_loss: bool = True  # mae: targets normalised per patch
     num_targets: int = 4  # ijepa: target blocks per image
-    target_scale: List[float] = field(default_factory=lambda: [0.15, 0.2])  # ijepa: fraction of the patches
-    target_aspect: List[float] = field(default_factory=lambda: [0.75, 1.5])  # ijepa: height / width
-    context_scale: List[float] = field(default_factory=lambda: [0.85, 1.0])
+    target_scale: list[float] = field(default_factory=lambda: [0.15, 0.2])  # ijepa: fraction of the patches
+    target_aspect: list[float] = field(default_factory=lambda: [0.75, 1.5])  # ijepa: height / width
+    context_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
     min_context: int = 10  # ijepa: fewest context patches after removing the targets
 
 
@@ -87,12 +88,12 @@ class OptimConfig:
     lr: float = 1e-3  # at base_batch_size; scaled to the effective batch by the optimizer's rule
     base_batch_size: int = 256
     weight_decay: float = 0.05
-    weight_decay_end: Optional[float] = None  # cosine schedule weight_decay -> weight_decay_end (I-JEPA)
+    weight_decay_end: float | None = None  # cosine schedule weight_decay -> weight_decay_end (I-JEPA)
     warmup_epochs: float = 1.0
     warmup_start_lr: float = 0.0  # linear warm-up from here to lr (at base_batch_size, scaled as lr)
-    final_lr: Optional[float] = None  # cosine decay to here (at base_batch_size, scaled as lr); None: 1e-3 x lr
+    final_lr: float | None = None  # cosine decay to here (at base_batch_size, scaled as lr); None: 1e-3 x lr
     momentum: float = 0.9  # sgd / lars
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw, at the base batch
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw, at the base batch
     eps: float = 1e-8  # adamw, at the base batch
     scaling_rule: bool = True  # scale lr (and Adam betas/eps) to the effective batch
 
@@ -107,12 +108,12 @@ class TrainerConfig:
     strategy: str = "auto"
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     log_every_n_steps: int = 20
     limit_train_batches: Any = 1.0
     checkpoint_every_n_epochs: int = 1
-    checkpoint_every_n_steps: Optional[int] = None  # also refresh last.ckpt mid-epoch (exact resume)
-    checkpoint_every_n_minutes: Optional[float] = None
+    checkpoint_every_n_steps: int | None = None  # also refresh last.ckpt mid-epoch (exact resume)
+    checkpoint_every_n_minutes: float | None = None
     deterministic: bool = False
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (one line, last good checkpoint kept) | skip the step
     sync_batchnorm: bool = True  # heads' BatchNorm over the global batch under DDP (as one device would see it)
@@ -121,11 +122,11 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     pooling: str = "cls"  # cls | avg | cls_last:K (class tokens of the last K blocks)
-    pixel_size: Optional[int] = None  # raw-pixel baseline: area-downsample images larger than this (None: as they are)
+    pixel_size: int | None = None  # raw-pixel baseline: area-downsample images larger than this (None: as they are)
     encoder: str = "auto"  # auto (the method's paper: I-JEPA's EMA target, else online) | online | target
     batch_size: int = 512
     num_workers: int = 0  # loader workers for feature extraction (cheap transforms: 0 avoids oversubscribing)
-    train_subset: Optional[int] = None  # probe on the first N training images
+    train_subset: int | None = None  # probe on the first N training images
     # linear: MAE's probe (BN without affine + linear, SGD, cosine) on cached features
     linear_epochs: int = 30
     linear_lr: float = 0.1
@@ -133,15 +134,15 @@ class EvalConfig:
     linear_optimizer: str = "sgd"  # sgd | lars (MAE's probe at batch 16384: LARS's trust ratio on the weight)
     linear_augment: bool = False  # train the probe on augmented images on the fly (not cached)
     # logistic: L-BFGS logistic regression, C chosen on a held-out part of train (DINOv2)
-    logistic_Cs: Optional[List[float]] = None  # None: the default log-spaced grid
+    logistic_Cs: list[float] | None = None  # None: the default log-spaced grid
     logistic_val_fraction: float = 0.1
-    knn_k: List[int] = field(default_factory=lambda: [10, 20, 100, 200])  # the first 20 (or first k) is tabled
+    knn_k: list[int] = field(default_factory=lambda: [10, 20, 100, 200])  # the first 20 (or first k) is tabled
     knn_temperature: float = 0.07
-    fewshot_shots: List[int] = field(default_factory=lambda: [1, 2, 5])
-    fewshot_percents: List[float] = field(default_factory=lambda: [1.0])
+    fewshot_shots: list[int] = field(default_factory=lambda: [1, 2, 5])
+    fewshot_percents: list[float] = field(default_factory=lambda: [1.0])
     fewshot_splits: int = 5
     fairness_data: str = "spurious_fashion"  # spurious_fashion (built offline) | csv
-    fairness_root: Optional[str] = None  # csv: a folder with train.csv and test.csv (path,label,group)
+    fairness_root: str | None = None  # csv: a folder with train.csv and test.csv (path,label,group)
     fairness_correlation: float = 0.95  # spurious_fashion: P(attribute = label) in train
     calibration_bins: int = 15
 
@@ -159,6 +160,8 @@ class Config:
 
 
 PROBES = ("linear", "logistic", "knn", "fewshot", "fairness", "calibration")  # ssl-suite eval
+
+
 def choices() -> dict[str, tuple]:
     """Valid values per key, each list asked of the module that owns it (imported here, not at
     module import, so reading a config stays light until it is validated)."""
@@ -180,24 +183,66 @@ def choices() -> dict[str, tuple]:
         "eval.linear_optimizer": PROBE_OPTIMIZERS,
         "trainer.nonfinite": NONFINITE_MODES,
     }
-POSITIVE = ("data.image_size", "data.batch_size", "data.num_views", "optim.base_batch_size",
-            "trainer.accumulate_grad_batches", "eval.batch_size", "eval.fewshot_splits", "eval.calibration_bins", "method.decoder_dim",
-            "method.decoder_depth", "method.decoder_heads", "method.num_targets", "method.min_context",
-            "optim.lr", "optim.eps", "method.proj_hidden_dim", "method.proj_output_dim", "method.pred_hidden_dim",
-            "trainer.max_epochs", "trainer.num_nodes", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_epochs",
-            "eval.linear_epochs", "eval.linear_lr", "eval.linear_batch_size", "eval.knn_temperature",
-            # optional: checked when set
-            "data.train_subset", "eval.train_subset", "eval.pixel_size", "trainer.checkpoint_every_n_steps",
-            "trainer.checkpoint_every_n_minutes")
-NON_NEGATIVE = ("data.num_workers", "eval.num_workers", "optim.weight_decay", "optim.warmup_epochs",
-                "optim.warmup_start_lr", "optim.final_lr", "optim.weight_decay_end", "model.drop_path_rate",
-                "trainer.gradient_clip_val")
+
+
+POSITIVE = (
+    "data.image_size",
+    "data.batch_size",
+    "data.num_views",
+    "optim.base_batch_size",
+    "trainer.accumulate_grad_batches",
+    "eval.batch_size",
+    "eval.fewshot_splits",
+    "eval.calibration_bins",
+    "method.decoder_dim",
+    "method.decoder_depth",
+    "method.decoder_heads",
+    "method.num_targets",
+    "method.min_context",
+    "optim.lr",
+    "optim.eps",
+    "method.proj_hidden_dim",
+    "method.proj_output_dim",
+    "method.pred_hidden_dim",
+    "trainer.max_epochs",
+    "trainer.num_nodes",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_epochs",
+    "eval.linear_epochs",
+    "eval.linear_lr",
+    "eval.linear_batch_size",
+    "eval.knn_temperature",
+    # optional: checked when set
+    "data.train_subset",
+    "eval.train_subset",
+    "eval.pixel_size",
+    "trainer.checkpoint_every_n_steps",
+    "trainer.checkpoint_every_n_minutes",
+)
+NON_NEGATIVE = (
+    "data.num_workers",
+    "eval.num_workers",
+    "optim.weight_decay",
+    "optim.warmup_epochs",
+    "optim.warmup_start_lr",
+    "optim.final_lr",
+    "optim.weight_decay_end",
+    "model.drop_path_rate",
+    "trainer.gradient_clip_val",
+)
 # (key, low, high): values must lie in [low, high] (probabilities, fractions)
-CLOSED_RANGES = (("data.augment.min_scale", 1e-9, 1.0), ("data.augment.cj_prob", 0.0, 1.0),
-                 ("data.augment.random_gray_scale", 0.0, 1.0), ("data.augment.gaussian_blur", 0.0, 1.0),
-                 ("data.augment.hf_prob", 0.0, 1.0), ("data.augment.cj_strength", 0.0, 10.0),
-                 ("optim.momentum", 0.0, 0.999999), ("eval.fairness_correlation", 0.0, 1.0),
-                 ("eval.logistic_val_fraction", 1e-9, 0.999999), ("model.drop_path_rate", 0.0, 0.999999))
+CLOSED_RANGES = (
+    ("data.augment.min_scale", 1e-9, 1.0),
+    ("data.augment.cj_prob", 0.0, 1.0),
+    ("data.augment.random_gray_scale", 0.0, 1.0),
+    ("data.augment.gaussian_blur", 0.0, 1.0),
+    ("data.augment.hf_prob", 0.0, 1.0),
+    ("data.augment.cj_strength", 0.0, 10.0),
+    ("optim.momentum", 0.0, 0.999999),
+    ("eval.fairness_correlation", 0.0, 1.0),
+    ("eval.logistic_val_fraction", 1e-9, 0.999999),
+    ("model.drop_path_rate", 0.0, 0.999999),
+)
 # Views per sample each objective takes: (fewest, most); None = no upper limit.
 NUM_VIEWS = {"simclr": (2, 2), "polyview": (2, None), "byol": (2, 2), "mae": (1, 1), "ijepa": (1, 1)}
 RANGES = ("method.target_scale", "method.target_aspect", "method.context_scale")
@@ -217,8 +262,9 @@ def _merge(schema: DictConfig, other: DictConfig, source: str) -> DictConfig:
         return OmegaConf.merge(schema, other)
     except ConfigKeyError as err:
         key = err.full_key or str(err.key)
-        raise UserError(f"{source}: unknown config key '{key}'; valid keys here: "
-                        f"{', '.join(_valid_keys(schema, key))}") from None
+        raise UserError(
+            f"{source}: unknown config key '{key}'; valid keys here: {', '.join(_valid_keys(schema, key))}"
+        ) from None
     except OmegaConfBaseException as err:
         msg = str(err).splitlines()[0]
         raise UserError(f"{source}: bad value for '{err.full_key}': {msg}") from None
@@ -235,22 +281,36 @@ def validate_trainer(t: DictConfig) -> None:
         raise UserError(f"config trainer.precision={t.precision!r}: expected one of {', '.join(precisions)}")
     strategies = ("auto", *StrategyRegistry.available_strategies())
     if t.strategy not in strategies:
-        raise UserError(f"config trainer.strategy={t.strategy!r}: expected one of auto, ddp, fsdp, deepspeed, ... "
-                        f"(Lightning's: {', '.join(strategies)})")
+        raise UserError(
+            f"config trainer.strategy={t.strategy!r}: expected one of auto, ddp, fsdp, deepspeed, ... "
+            f"(Lightning's: {', '.join(strategies)})"
+        )
     accelerators = ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
     if t.accelerator not in accelerators:
         raise UserError(f"config trainer.accelerator={t.accelerator!r}: expected one of {', '.join(accelerators)}")
     devices = t.devices
-    ok = (devices == "auto" or devices == -1 or (isinstance(devices, int) and devices >= 1)
-          or (isinstance(devices, str) and devices.replace(",", "").strip().isdigit() and int(devices.split(",")[0]) >= 0
-              and (devices.strip() != "0"))
-          or (OmegaConf.is_list(devices) and len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices)))
+    ok = (
+        devices == "auto"
+        or devices == -1
+        or (isinstance(devices, int) and devices >= 1)
+        or (
+            isinstance(devices, str)
+            and devices.replace(",", "").strip().isdigit()
+            and int(devices.split(",")[0]) >= 0
+            and (devices.strip() != "0")
+        )
+        or (OmegaConf.is_list(devices) and len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices))
+    )
     if not ok:
-        raise UserError(f"config trainer.devices={devices!r}: expected a count >= 1, -1 or auto (all), "
-                        "or a list of device indices such as [0, 1]")
+        raise UserError(
+            f"config trainer.devices={devices!r}: expected a count >= 1, -1 or auto (all), "
+            "or a list of device indices such as [0, 1]"
+        )
     if not (isinstance(t.limit_train_batches, (int, float)) and t.limit_train_batches > 0):
-        raise UserError(f"config trainer.limit_train_batches={t.limit_train_batches!r}: expected a fraction in (0, 1] "
-                        "or a number of batches >= 1")
+        raise UserError(
+            f"config trainer.limit_train_batches={t.limit_train_batches!r}: expected a fraction in (0, 1] "
+            "or a number of batches >= 1"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -278,8 +338,9 @@ def validate(cfg: DictConfig) -> None:
     if not 0 <= cfg.method.momentum_base < 1:
         raise UserError(f"config method.momentum_base must lie in [0, 1), got {cfg.method.momentum_base}")
     pooling = cfg.eval.pooling
-    if pooling not in ("cls", "avg") and not (pooling.startswith("cls_last:") and pooling[9:].isdigit()
-                                               and int(pooling[9:]) > 0):
+    if pooling not in ("cls", "avg") and not (
+        pooling.startswith("cls_last:") and pooling[9:].isdigit() and int(pooling[9:]) > 0
+    ):
         raise UserError(f"config eval.pooling={pooling!r}: expected cls, avg or cls_last:K with K >= 1")
     for key in ("eval.knn_k", "eval.fewshot_shots", "eval.fewshot_percents"):
         values = list(OmegaConf.select(cfg, key))
@@ -289,8 +350,10 @@ def validate(cfg: DictConfig) -> None:
     if not lo <= cfg.data.num_views <= (hi or cfg.data.num_views):
         want = f"{lo}" if lo == hi else f"at least {lo}"
         hint = "; use method.name=polyview for more" if cfg.method.name == "simclr" else ""
-        raise UserError(f"method.name={cfg.method.name} takes {want} view(s) per image, "
-                        f"got data.num_views={cfg.data.num_views}{hint}")
+        raise UserError(
+            f"method.name={cfg.method.name} takes {want} view(s) per image, "
+            f"got data.num_views={cfg.data.num_views}{hint}"
+        )
     if not 0 < cfg.method.mask_ratio < 1:
         raise UserError(f"config method.mask_ratio must lie in (0, 1), got {cfg.method.mask_ratio}")
     for key in RANGES:
@@ -299,7 +362,7 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"config {key} must be [low, high] with 0 < low <= high, got {lo_hi}")
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> DictConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
     """Schema defaults <- YAML file <- ``key=value`` overrides; validated."""
     cfg = OmegaConf.structured(Config)
     if path is not None:
@@ -309,8 +372,10 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         try:
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
-                raise UserError(f"{path}: a config must be a YAML mapping (key: value lines), got a "
-                                f"{type(OmegaConf.to_container(loaded)).__name__}")
+                raise UserError(
+                    f"{path}: a config must be a YAML mapping (key: value lines), got a "
+                    f"{type(OmegaConf.to_container(loaded)).__name__}"
+                )
             cfg = _merge(cfg, loaded, str(path))
         except UserError:
             raise

@@ -5,9 +5,11 @@ theta' <- rho theta' + (1 - rho) theta for parameters (lightly's ``update_moment
 The target gets no gradient. ``momentum_at`` gives rho for a fraction of samples seen, with the
 EMA scaling rule applied: rho(p)^kappa.
 """
+
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from lightly.models.utils import deactivate_requires_grad, update_momentum
@@ -35,6 +37,6 @@ class EMATarget(nn.Module):
         for target_buf, online_buf in zip(self.model.buffers(), online.buffers()):
             target_buf.copy_(online_buf)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         with torch.no_grad():
             return self.model(*args, **kwargs)

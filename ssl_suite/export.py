@@ -12,6 +12,7 @@ The weights are first loaded strictly into a freshly built backbone, so nothing 
 load is written; files and folders appear whole or not at all, and an existing export is only
 replaced with ``overwrite``, after the new one is complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -46,7 +46,7 @@ class Exported:
     folder: bool
 
 
-def _checkpoint_meta(checkpoint: Path) -> tuple[Optional[dict], dict]:
+def _checkpoint_meta(checkpoint: Path) -> tuple[dict | None, dict]:
     """(the suite config or None, {"global_step", "epoch"}) of a Lightning checkpoint; exports and
     plain state dicts have neither."""
     if checkpoint.suffix == ".safetensors" or checkpoint.is_dir():
@@ -56,8 +56,13 @@ def _checkpoint_meta(checkpoint: Path) -> tuple[Optional[dict], dict]:
     return cfg, {k: blob[k] for k in ("global_step", "epoch") if isinstance(blob, dict) and k in blob}
 
 
-def export_backbone(checkpoint: str | Path, out: str | Path, model_name: Optional[str] = None,
-                    overwrite: bool = False, encoder: str = "auto") -> Exported:
+def export_backbone(
+    checkpoint: str | Path,
+    out: str | Path,
+    model_name: str | None = None,
+    overwrite: bool = False,
+    encoder: str = "auto",
+) -> Exported:
     import timm
 
     import ssl_suite.models  # noqa: F401  (registers the sigmoid names)
@@ -67,8 +72,9 @@ def export_backbone(checkpoint: str | Path, out: str | Path, model_name: Optiona
         raise UserError(f"export path {out} exists; pass --overwrite to replace it")
     cfg, progress = _checkpoint_meta(checkpoint)
     if model_name is None and cfg is None:
-        raise UserError(f"{checkpoint} is not an ssl-suite Lightning checkpoint (it has no saved config): "
-                        "pass --model NAME")
+        raise UserError(
+            f"{checkpoint} is not an ssl-suite Lightning checkpoint (it has no saved config): pass --model NAME"
+        )
     name = model_name or cfg["model"]["name"]
     model_args = {}
     if cfg is not None and name.endswith("_sigmoid"):
@@ -89,8 +95,9 @@ def export_backbone(checkpoint: str | Path, out: str | Path, model_name: Optiona
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata=meta)
-        (tmp / "config.json").write_text(json.dumps(hub_config(model, name, model_args, cfg, model.ssl_encoder),
-                                                    indent=2))
+        (tmp / "config.json").write_text(
+            json.dumps(hub_config(model, name, model_args, cfg, model.ssl_encoder), indent=2)
+        )
         (tmp / "README.md").write_text(model_card(name, cfg, progress, model.ssl_encoder, checkpoint, out))
         _replace_dir(tmp, out)
     except BaseException:
@@ -110,46 +117,93 @@ def _replace_dir(new: Path, out: Path) -> None:
     shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
-def hub_config(model, name: str, model_args: dict, cfg: Optional[dict], encoder: str) -> dict:
+def hub_config(model, name: str, model_args: dict, cfg: dict | None, encoder: str) -> dict:
     """timm's config.json: architecture, num_classes/num_features, pretrained_cfg, model_args."""
     keep = {k: v for k, v in model.pretrained_cfg.items() if k not in ("file", "source", "url", "hf_hub_id", "tag")}
-    out = {"architecture": name, "num_classes": 0, "num_features": model.num_features,
-           "pretrained_cfg": json.loads(json.dumps(keep)), "model_args": model_args}
+    out = {
+        "architecture": name,
+        "num_classes": 0,
+        "num_features": model.num_features,
+        "pretrained_cfg": json.loads(json.dumps(keep)),
+        "model_args": model_args,
+    }
     if cfg is not None:
-        out["ssl_suite"] = {"objective": cfg["method"]["name"], "encoder": encoder,
-                            "attention": cfg["model"]["attention"], "data": cfg["data"]["dataset"]}
+        out["ssl_suite"] = {
+            "objective": cfg["method"]["name"],
+            "encoder": encoder,
+            "attention": cfg["model"]["attention"],
+            "data": cfg["data"]["dataset"],
+        }
     return out
 
 
-def _eval_table(checkpoint: Path, cfg: Optional[dict]) -> Optional[str]:
+def _eval_table(checkpoint: Path, cfg: dict | None) -> str | None:
     results = checkpoint.with_name(checkpoint.name + ".eval.md")
     return results.read_text().strip() if results.is_file() else None
 
 
-def model_card(name: str, cfg: Optional[dict], progress: dict, encoder: str, checkpoint: Path, out: Path) -> str:
+def model_card(name: str, cfg: dict | None, progress: dict, encoder: str, checkpoint: Path, out: Path) -> str:
     attention = cfg["model"]["attention"] if cfg else "sigmoid"
     objective = cfg["method"]["name"] if cfg else "unknown"
     paper, link = PAPERS.get(objective, (objective, ""))
-    lines = ["---", "library_name: timm", "license: apache-2.0", "tags: [image-feature-extraction, timm, ssl-suite, "
-             f"{objective}, {attention}-attention]", "---", "", f"# {name} ({objective}, {attention} attention)", "",
-             f"A headless Vision Transformer backbone pretrained with [{paper}]({link}) by "
-             f"[ssl-suite](https://github.com/) using {attention} attention"
-             + (f" ([sigmoid self-attention]({SIGMOID_PAPER}): sigmoid(q k^T / sqrt(d) - log n) v)"
-                if attention == "sigmoid" else "") + f"; this is the checkpoint's {encoder} encoder.", ""]
+    lines = [
+        "---",
+        "library_name: timm",
+        "license: apache-2.0",
+        f"tags: [image-feature-extraction, timm, ssl-suite, {objective}, {attention}-attention]",
+        "---",
+        "",
+        f"# {name} ({objective}, {attention} attention)",
+        "",
+        f"A headless Vision Transformer backbone pretrained with [{paper}]({link}) by "
+        f"[ssl-suite](https://github.com/) using {attention} attention"
+        + (
+            f" ([sigmoid self-attention]({SIGMOID_PAPER}): sigmoid(q k^T / sqrt(d) - log n) v)"
+            if attention == "sigmoid"
+            else ""
+        )
+        + f"; this is the checkpoint's {encoder} encoder.",
+        "",
+    ]
     if cfg is not None:
         d, t = cfg["data"], cfg["trainer"]
-        lines += ["## Training", "",
-                  f"- data: {d['dataset']} ({d['root'] or 'default location'}), {d['image_size']} px, "
-                  f"{d['num_views']} view(s) per image",
-                  f"- steps: {progress.get('global_step', '?')} (epochs completed: {progress.get('epoch', '?')}), "
-                  f"per-device batch {d['batch_size']}, precision {t['precision']}",
-                  f"- optimizer: {cfg['optim']['name']} lr {cfg['optim']['lr']} at batch {cfg['optim']['base_batch_size']}",
-                  "", "<details><summary>full config</summary>", "", "```yaml",
-                  yaml.safe_dump(cfg, sort_keys=False).strip(), "```", "", "</details>", ""]
+        lines += [
+            "## Training",
+            "",
+            f"- data: {d['dataset']} ({d['root'] or 'default location'}), {d['image_size']} px, "
+            f"{d['num_views']} view(s) per image",
+            f"- steps: {progress.get('global_step', '?')} (epochs completed: {progress.get('epoch', '?')}), "
+            f"per-device batch {d['batch_size']}, precision {t['precision']}",
+            f"- optimizer: {cfg['optim']['name']} lr {cfg['optim']['lr']} at batch {cfg['optim']['base_batch_size']}",
+            "",
+            "<details><summary>full config</summary>",
+            "",
+            "```yaml",
+            yaml.safe_dump(cfg, sort_keys=False).strip(),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     table = _eval_table(checkpoint, cfg)
-    lines += ["## Evaluation", "", table if table else "No evaluation results were saved with this checkpoint "
-              "(`ssl-suite eval all CONFIG --checkpoint CKPT` writes them beside it).", ""]
-    lines += ["## How to load", "", "```python", "import timm", "import ssl_suite  # registers the sigmoid-attention ViTs",
-              "", f'model = timm.create_model("local-dir:{out}", pretrained=True)  # headless: features',
-              "```", ""]
+    lines += [
+        "## Evaluation",
+        "",
+        table
+        if table
+        else "No evaluation results were saved with this checkpoint "
+        "(`ssl-suite eval all CONFIG --checkpoint CKPT` writes them beside it).",
+        "",
+    ]
+    lines += [
+        "## How to load",
+        "",
+        "```python",
+        "import timm",
+        "import ssl_suite  # registers the sigmoid-attention ViTs",
+        "",
+        f'model = timm.create_model("local-dir:{out}", pretrained=True)  # headless: features',
+        "```",
+        "",
+    ]
     return "\n".join(lines)

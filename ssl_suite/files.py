@@ -1,6 +1,7 @@
 """Files that appear whole or not at all: written to a temporary file beside the target, then
 renamed over it (a rename within a directory is atomic on POSIX), so a kill or a full disk
 mid-write leaves the previous file intact and no half-written one."""
+
 from __future__ import annotations
 
 import os
@@ -25,4 +26,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text)
+
+    return atomic_write(path, write)

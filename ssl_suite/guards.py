@@ -9,10 +9,11 @@ already wrong), so the message names the first component that went non-finite. `
 a one-line error and writes no checkpoint, so the last good one stays the newest; ``skip``
 drops that step's update (gradients cleared) and continues, counting skips.
 """
+
 from __future__ import annotations
 
-import torch
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from .errors import UserError
@@ -55,6 +56,7 @@ class NonFiniteGuard(pl.Callback):
             if logging and attn.attention == "sigmoid" and name not in self.row_sums:
                 with torch.no_grad():
                     self.row_sums[name] = attention_row_sum(attn, inputs[0].detach())
+
         return hook
 
     def _remove_hooks(self) -> None:
@@ -86,10 +88,13 @@ class NonFiniteGuard(pl.Callback):
                 module.log_dict(logs, on_step=True, on_epoch=False)
 
     def _trouble(self, trainer, component: str) -> None:
-        where = f"non-finite {component} at step {trainer.global_step}" + (f" ({self.objective})" if self.objective else "")
+        where = f"non-finite {component} at step {trainer.global_step}" + (
+            f" ({self.objective})" if self.objective else ""
+        )
         if self.mode == "stop":
-            raise UserError(f"{where}: stopped; the last good checkpoint is kept "
-                            "(trainer.nonfinite=skip drops such steps instead)")
+            raise UserError(
+                f"{where}: stopped; the last good checkpoint is kept (trainer.nonfinite=skip drops such steps instead)"
+            )
         self.bad, self.skipped = component, self.skipped + 1
         rank_zero_warn(f"{where}: update skipped ({self.skipped} so far)")
 

@@ -5,6 +5,7 @@ Nothing heavy is built and nothing trains: the same ``scaling.recipe`` that
 ``SSLMethod.configure_optimizers`` calls is evaluated on the config alone, so a bad scaling
 (Adam betas pushed out of (0, 1), warm-up longer than the run) is a one-line error here.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ def world_size(cfg: DictConfig) -> int:
         if hasattr(devices, "__len__") and not isinstance(devices, str):
             devices = len(devices)  # a list of device indices
         else:
-            raise UserError(f"trainer.devices={devices!r}: give the number of devices per node "
-                            "(e.g. trainer.devices=8) to derive the recipe")
+            raise UserError(
+                f"trainer.devices={devices!r}: give the number of devices per node "
+                "(e.g. trainer.devices=8) to derive the recipe"
+            )
     if devices < 1 or cfg.trainer.num_nodes < 1:
         raise UserError(f"trainer.devices={devices} and trainer.num_nodes={cfg.trainer.num_nodes} must be >= 1")
     return devices * cfg.trainer.num_nodes
@@ -36,10 +39,18 @@ def derive(cfg: DictConfig) -> dict:
 
     scaled = scaling.recipe(cfg, world_size(cfg), METHODS[cfg.method.name].ema_schedule)
     t = cfg.trainer
-    return {"method": cfg.method.name, "model": cfg.model.name, "attention": cfg.model.attention,
-            "per_device_batch": cfg.data.batch_size, "devices": world_size(cfg) // t.num_nodes,
-            "num_nodes": t.num_nodes, "accumulate_grad_batches": t.accumulate_grad_batches,
-            "views_per_sample": cfg.data.num_views, "precision": t.precision, **scaled.as_json()}
+    return {
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "attention": cfg.model.attention,
+        "per_device_batch": cfg.data.batch_size,
+        "devices": world_size(cfg) // t.num_nodes,
+        "num_nodes": t.num_nodes,
+        "accumulate_grad_batches": t.accumulate_grad_batches,
+        "views_per_sample": cfg.data.num_views,
+        "precision": t.precision,
+        **scaled.as_json(),
+    }
 
 
 def print_recipe(cfg: DictConfig, as_json: bool = False) -> None:
@@ -48,12 +59,16 @@ def print_recipe(cfg: DictConfig, as_json: bool = False) -> None:
         print(json.dumps(r, indent=2))
         return
     print(f"{r['method']} on {r['model']} ({r['attention']} attention), {r['precision']}")
-    print(f"effective batch {r['effective_batch']} = {r['per_device_batch']} per device x {r['devices']} devices x "
-          f"{r['num_nodes']} nodes x {r['accumulate_grad_batches']} accumulation "
-          f"(kappa {r['kappa']:g} against the recipe's base batch {r['base_batch']})")
+    print(
+        f"effective batch {r['effective_batch']} = {r['per_device_batch']} per device x {r['devices']} devices x "
+        f"{r['num_nodes']} nodes x {r['accumulate_grad_batches']} accumulation "
+        f"(kappa {r['kappa']:g} against the recipe's base batch {r['base_batch']})"
+    )
     rule = "" if r["rule"] else " (scaling rule off)"
-    print(f"{r['optimizer']}: lr {r['lr']:.6g}{rule}, warm-up {r['warmup_epochs']:g} epochs from "
-          f"{r['warmup_start_lr']:.3g}, cosine to {r['final_lr']:.3g} at epoch {r['max_epochs']}")
+    print(
+        f"{r['optimizer']}: lr {r['lr']:.6g}{rule}, warm-up {r['warmup_epochs']:g} epochs from "
+        f"{r['warmup_start_lr']:.3g}, cosine to {r['final_lr']:.3g} at epoch {r['max_epochs']}"
+    )
     if r["betas"] is not None:
         print(f"betas ({r['betas'][0]:.6g}, {r['betas'][1]:.6g}), eps {r['eps']:.3g}")
     end = "" if r["weight_decay_end"] is None else f" -> {r['weight_decay_end']:g} (cosine)"

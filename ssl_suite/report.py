@@ -5,6 +5,7 @@ interval excludes 0 marked; Markdown + CSV, and PNG plots (accuracy by objective
 bars and the floors as lines, training loss with one panel per objective, accuracy against
 wall time). TensorBoard logs of every run stay under ``<output_dir>/runs``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,9 @@ from .stats import Interval, interval, paired_difference
 # (column, how to read it from a result); None when the probe did not run.
 METRICS = {
     "linear top-1": lambda r: r["eval"].get("linear", {}).get("top1"),
-    "kNN top-1": lambda r: (r["eval"].get("knn", {}).get("k=20") or next(iter(r["eval"].get("knn", {}).values()), {}))
-    .get("top1"),
+    "kNN top-1": lambda r: (
+        r["eval"].get("knn", {}).get("k=20") or next(iter(r["eval"].get("knn", {}).values()), {})
+    ).get("top1"),
     "5-shot top-1": lambda r: r["eval"].get("fewshot", {}).get("5-shot", {}).get("mean"),
     "worst-group": lambda r: r["eval"].get("fairness", {}).get("worst_group"),
     "ECE (%)": lambda r: (lambda e: None if e is None else 100 * e)(r["eval"].get("calibration", {}).get("ece")),
@@ -54,8 +56,11 @@ def _cell(values: list, with_interval: bool) -> str:
 
 
 def _label(r: dict) -> tuple[str, str]:
-    return (r["floor"], "" if r["floor"] == "raw pixels" else r["attention"]) if r["floor"] else (
-        r["objective"], r["attention"])
+    return (
+        (r["floor"], "" if r["floor"] == "raw pixels" else r["attention"])
+        if r["floor"]
+        else (r["objective"], r["attention"])
+    )
 
 
 def table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -65,9 +70,15 @@ def table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
         groups[_label(r)].append(r)
     header = ["objective", "attention", "runs", *METRICS]
     order = sorted(groups, key=lambda k: (k[0] in ("random init", "raw pixels"), k))
-    rows = [[obj, att, str(len(groups[obj, att])),
-             *(_cell([f(r) for r in groups[obj, att]], name in COMPARED) for name, f in METRICS.items())]
-            for obj, att in order]
+    rows = [
+        [
+            obj,
+            att,
+            str(len(groups[obj, att])),
+            *(_cell([f(r) for r in groups[obj, att]], name in COMPARED) for name, f in METRICS.items()),
+        ]
+        for obj, att in order
+    ]
     return header, rows
 
 
@@ -92,19 +103,24 @@ def differences(results: list[dict]) -> list[tuple[str, str, str, Interval]]:
     for metric in COMPARED:
         for obj in objectives:
             if {"sigmoid", "softmax"} <= set(attentions):
-                iv = paired_difference(by_seed(results, obj, "sigmoid", metric), by_seed(results, obj, "softmax", metric))
+                iv = paired_difference(
+                    by_seed(results, obj, "sigmoid", metric), by_seed(results, obj, "softmax", metric)
+                )
                 if iv is not None:
                     out.append(("sigmoid - softmax", obj, metric, iv))
             floor = METRICS[metric](pixels) if pixels else None
             for att in attentions:
                 cell = by_seed(results, obj, att, metric)
                 if floor is not None and cell:
-                    out.append((f"{att} - raw pixels", obj, metric, paired_difference(cell, dict.fromkeys(cell, floor))))
+                    out.append(
+                        (f"{att} - raw pixels", obj, metric, paired_difference(cell, dict.fromkeys(cell, floor)))
+                    )
     return out
 
 
 def _plots(results: list[dict], output_dir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
@@ -151,8 +167,13 @@ def _plots(results: list[dict], output_dir: Path) -> list[Path]:
         for ax, obj in zip(axes[0], objectives):
             for r in (r for r in trained if r["objective"] == obj and r["name"] in curves):
                 steps, values = curves[r["name"]]
-                ax.plot(steps, values, lw=1, ls="-" if r["attention"] == "sigmoid" else "--",
-                        label=f"{r['attention']} s{r['seed']}")
+                ax.plot(
+                    steps,
+                    values,
+                    lw=1,
+                    ls="-" if r["attention"] == "sigmoid" else "--",
+                    label=f"{r['attention']} s{r['seed']}",
+                )
             ax.set_title(obj, fontsize=9)
             ax.set_xlabel("step")
             ax.legend(fontsize=6)
@@ -180,6 +201,7 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return path
 
@@ -195,17 +217,28 @@ def write_report(output_dir: str | Path) -> Path:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     seeds = sorted({r["seed"] for r in results if not r["floor"]})
-    lines += ["", f"Seeds: {seeds}. {', '.join(COMPARED)}: mean ± std [95% t-interval of the mean over seeds]; "
-              f"other columns mean ± std. kNN at k=20, few-shot MSN's mean over splits, ECE of the linear probe. "
-              f"TensorBoard: `tensorboard --logdir {output_dir / 'runs'}`.", ""]
+    lines += [
+        "",
+        f"Seeds: {seeds}. {', '.join(COMPARED)}: mean ± std [95% t-interval of the mean over seeds]; "
+        f"other columns mean ± std. kNN at k=20, few-shot MSN's mean over splits, ECE of the linear probe. "
+        f"TensorBoard: `tensorboard --logdir {output_dir / 'runs'}`.",
+        "",
+    ]
     diffs = differences(results)
     if diffs:
-        lines += ["| difference | objective | metric | mean | 95% interval | seeds | verdict |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| difference | objective | metric | mean | 95% interval | seeds | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for what, obj, metric, iv in diffs:
             span = f"[{iv.low:+.2f}, {iv.high:+.2f}]" if iv.low is not None else "n/a (one seed)"
             verdict = "**real**" if iv.excludes_zero else ("noise" if iv.low is not None else "unknown")
             lines.append(f"| {what} | {obj} | {metric} | {iv.mean:+.2f} | {span} | {iv.n} | {verdict} |")
-        lines += ["", "Differences are paired by seed; **real** where the 95% interval excludes 0, noise where "
-                  "it contains 0; one seed gives no interval.", ""]
+        lines += [
+            "",
+            "Differences are paired by seed; **real** where the 95% interval excludes 0, noise where "
+            "it contains 0; one seed gives no interval.",
+            "",
+        ]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return atomic_write_text(output_dir / "report.md", "\n".join(lines) + "\n")

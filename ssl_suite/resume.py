@@ -16,10 +16,11 @@ process put them. So here:
   iterator (and the sanity check) draws nothing from the global streams;
 - ``ResumeState`` saves where the epoch stood; a resume skips what was consumed.
 """
+
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytorch_lightning as pl
@@ -38,8 +39,9 @@ def _mix(*values: int) -> int:
 class EpochSampler(Sampler):
     """Yields (epoch, index): this rank's share of the epoch's permutation, minus what was consumed."""
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0,
-                 drop_last: bool = True) -> None:
+    def __init__(
+        self, n: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0, drop_last: bool = True
+    ) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.num_replicas, self.rank = num_replicas, rank
         self.per_rank = n // num_replicas if drop_last else -(-n // num_replicas)
@@ -56,7 +58,7 @@ class EpochSampler(Sampler):
         order = order[: self.per_rank * self.num_replicas]
         if len(order) < self.per_rank * self.num_replicas:  # pad by wrapping, as DistributedSampler
             order = torch.cat([order, order[: self.per_rank * self.num_replicas - len(order)]])
-        mine = order[self.rank::self.num_replicas].tolist()
+        mine = order[self.rank :: self.num_replicas].tolist()
         start, self.skip = self.skip, 0  # the skip applies to the resumed epoch only
         return iter([(self.epoch, i) for i in mine[start:]])
 

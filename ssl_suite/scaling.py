@@ -11,11 +11,11 @@ per-device batch x devices x nodes x gradient accumulation. When the batch grows
 Schedules are functions of the fraction of samples seen, never of steps, so they survive a
 change of batch size, device count or accumulation.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
 
 from .errors import UserError
 
@@ -37,8 +37,9 @@ def scaled_lr(lr: float, optimizer: str, k: float) -> float:
         return lr * k
     if optimizer in SQRT_LR:
         return lr * math.sqrt(k)
-    raise UserError(f"no learning-rate scaling rule for optimizer {optimizer!r}: expected one of "
-                    f"{', '.join(LINEAR_LR + SQRT_LR)}")
+    raise UserError(
+        f"no learning-rate scaling rule for optimizer {optimizer!r}: expected one of {', '.join(LINEAR_LR + SQRT_LR)}"
+    )
 
 
 def check_momentum(rho: float, name: str = "EMA momentum") -> float:
@@ -56,27 +57,30 @@ def scaled_momentum(rho: float, k: float) -> float:
 class Scaled:
     """Every hyperparameter the rules derived, for the start-up summary, TensorBoard and
     ``ssl-suite recipe``. Learning rates are peak / warm-up start / final values at this batch."""
+
     effective_batch: int
     base_batch: int
     kappa: float
     optimizer: str
     lr: float
-    betas: Optional[tuple[float, float]] = None
-    eps: Optional[float] = None
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
     rule: bool = True  # False: kappa reported, nothing scaled
     warmup_start_lr: float = 0.0
     final_lr: float = 0.0
     weight_decay: float = 0.0
-    weight_decay_end: Optional[float] = None  # cosine schedule weight_decay -> weight_decay_end
+    weight_decay_end: float | None = None  # cosine schedule weight_decay -> weight_decay_end
     warmup_epochs: float = 0.0
     max_epochs: int = 0
-    ema_momentum: Optional[float] = None  # the target's momentum at the start, rule applied
-    ema_kappa: Optional[float] = None
+    ema_momentum: float | None = None  # the target's momentum at the start, rule applied
+    ema_kappa: float | None = None
 
     def summary(self) -> str:
-        parts = [f"effective batch {self.effective_batch} = kappa {self.kappa:g} x base {self.base_batch}",
-                 f"{self.optimizer} lr {self.lr:.4g} (warm-up from {self.warmup_start_lr:.3g} over "
-                 f"{self.warmup_epochs:g} of {self.max_epochs} epochs, cosine to {self.final_lr:.3g})"]
+        parts = [
+            f"effective batch {self.effective_batch} = kappa {self.kappa:g} x base {self.base_batch}",
+            f"{self.optimizer} lr {self.lr:.4g} (warm-up from {self.warmup_start_lr:.3g} over "
+            f"{self.warmup_epochs:g} of {self.max_epochs} epochs, cosine to {self.final_lr:.3g})",
+        ]
         if self.betas is not None:
             parts.append(f"betas ({self.betas[0]:.6g}, {self.betas[1]:.6g}) eps {self.eps:.3g}")
         wd_end = "" if self.weight_decay_end is None else f" -> {self.weight_decay_end:g} (cosine)"
@@ -97,8 +101,16 @@ class Scaled:
         return out
 
 
-def scale(optimizer: str, lr: float, effective_batch: int, base_batch: int, *,
-          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, rule: bool = True) -> Scaled:
+def scale(
+    optimizer: str,
+    lr: float,
+    effective_batch: int,
+    base_batch: int,
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    rule: bool = True,
+) -> Scaled:
     """Apply the optimizer's rule (``rule=False``: kappa is reported but nothing is scaled)."""
     k = kappa(effective_batch, base_batch)
     kr = k if rule else 1.0
@@ -106,9 +118,11 @@ def scale(optimizer: str, lr: float, effective_batch: int, base_batch: int, *,
     if optimizer in SQRT_LR:
         betas_k = tuple(1.0 - kr * (1.0 - b) for b in betas)
         if min(betas_k) <= 1e-9:  # 0 up to rounding: no momentum left
-            raise UserError(f"kappa {kr:g} is too large for Adam betas {tuple(betas)}: 1 - kappa (1 - beta) = "
-                            f"{min(betas_k):.3g} is not in (0, 1); lower the batch (or use accumulation at "
-                            f"the base batch), or set optim.base_batch_size nearer the effective batch")
+            raise UserError(
+                f"kappa {kr:g} is too large for Adam betas {tuple(betas)}: 1 - kappa (1 - beta) = "
+                f"{min(betas_k):.3g} is not in (0, 1); lower the batch (or use accumulation at "
+                f"the base batch), or set optim.base_batch_size nearer the effective batch"
+            )
         return Scaled(effective_batch, base_batch, k, optimizer, lr_k, betas_k, eps / math.sqrt(kr), rule)
     return Scaled(effective_batch, base_batch, k, optimizer, lr_k, rule=rule)
 
@@ -128,7 +142,7 @@ def linear_to_one(progress: float, rho_base: float) -> float:
 MOMENTUM_SCHEDULES = {"cosine": cosine_to_one, "linear": linear_to_one}
 
 
-def recipe(cfg, world_size: int, ema_schedule: Optional[str] = None) -> Scaled:
+def recipe(cfg, world_size: int, ema_schedule: str | None = None) -> Scaled:
     """Everything a run of ``cfg`` derives on ``world_size`` processes (devices x nodes): the
     effective batch, the optimizer's rule applied to lr (warm-up start and final lr follow the
     peak), betas and eps, the schedules in epochs, and the EMA momentum at the start
@@ -142,6 +156,14 @@ def recipe(cfg, world_size: int, ema_schedule: Optional[str] = None) -> Scaled:
         raise UserError(f"optim.warmup_epochs={o.warmup_epochs} exceeds trainer.max_epochs={cfg.trainer.max_epochs}")
     ema_kappa = (s.kappa if m.ema_scaling_rule else 1.0) if ema_schedule else None
     ema = MOMENTUM_SCHEDULES[ema_schedule](0.0, m.momentum_base) ** ema_kappa if ema_schedule else None
-    return replace(s, warmup_start_lr=o.warmup_start_lr * ratio, final_lr=final * ratio,
-                   weight_decay=o.weight_decay, weight_decay_end=o.weight_decay_end, warmup_epochs=o.warmup_epochs,
-                   max_epochs=cfg.trainer.max_epochs, ema_momentum=ema, ema_kappa=ema_kappa)
+    return replace(
+        s,
+        warmup_start_lr=o.warmup_start_lr * ratio,
+        final_lr=final * ratio,
+        weight_decay=o.weight_decay,
+        weight_decay_end=o.weight_decay_end,
+        warmup_epochs=o.warmup_epochs,
+        max_epochs=cfg.trainer.max_epochs,
+        ema_momentum=ema,
+        ema_kappa=ema_kappa,
+    )

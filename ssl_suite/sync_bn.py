@@ -6,6 +6,7 @@ negatives-by-statistics live). torch's ``SyncBatchNorm`` refuses CPU tensors, so
 (x, n), then the squared deviations, across ranks with the autograd-aware all_reduce: per-feature statistics of the
 global batch, gradients flowing back to every rank's samples.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,8 +39,9 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
     and buffers (optimizers built before or after see the same tensors)."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm1d:
-            new = GlobalBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
-                                    child.track_running_stats)
+            new = GlobalBatchNorm1d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             new.weight, new.bias = child.weight, child.bias
             for buf in ("running_mean", "running_var", "num_batches_tracked"):
                 setattr(new, buf, getattr(child, buf))

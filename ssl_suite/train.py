@@ -4,14 +4,15 @@ Lightning does the loop, devices (DDP via ``trainer.devices``/``num_nodes``/``st
 precision, logging (TensorBoard) and checkpoints (``last.ckpt`` plus one every
 ``trainer.checkpoint_every_n_epochs``); nothing here re-implements those.
 """
+
 from __future__ import annotations
 
 import json
 import resource
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -52,9 +53,18 @@ class RunStats(pl.Callback):
             peak = torch.cuda.max_memory_allocated(module.device) / 2**20
         else:  # ru_maxrss is KiB on Linux
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.path.write_text(json.dumps({
-            "train_seconds": self.before + seconds, "samples_seen": samples, "steps": trainer.global_step,
-            "samples_per_second": session / seconds if seconds > 0 else 0.0, "peak_memory_mib": peak}, indent=2))
+        self.path.write_text(
+            json.dumps(
+                {
+                    "train_seconds": self.before + seconds,
+                    "samples_seen": samples,
+                    "steps": trainer.global_step,
+                    "samples_per_second": session / seconds if seconds > 0 else 0.0,
+                    "peak_memory_mib": peak,
+                },
+                indent=2,
+            )
+        )
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path:
@@ -67,8 +77,12 @@ def step_checkpoints(cfg: DictConfig) -> list:
     triggers = [dict(every_n_train_steps=t.checkpoint_every_n_steps)] if t.checkpoint_every_n_steps else []
     if t.checkpoint_every_n_minutes:
         triggers.append(dict(train_time_interval=timedelta(minutes=t.checkpoint_every_n_minutes)))
-    return [ModelCheckpoint(dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0, enable_version_counter=False,
-                            **trigger) for trigger in triggers]
+    return [
+        ModelCheckpoint(
+            dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0, enable_version_counter=False, **trigger
+        )
+        for trigger in triggers
+    ]
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
@@ -76,9 +90,15 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
     out = Path(cfg.output_dir)
     callbacks = [
         # No version counter: last.ckpt is always the newest, never a stale one beside last-v1.ckpt.
-        ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="epoch{epoch:03d}", auto_insert_metric_name=False,
-                        save_last=True, save_top_k=-1, every_n_epochs=t.checkpoint_every_n_epochs,
-                        enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=checkpoint_dir(cfg),
+            filename="epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            save_last=True,
+            save_top_k=-1,
+            every_n_epochs=t.checkpoint_every_n_epochs,
+            enable_version_counter=False,
+        ),
         *step_checkpoints(cfg),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=10),
@@ -86,27 +106,38 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
         NonFiniteGuard(t.nonfinite, cfg.method.name, t.log_every_n_steps),
     ]
     kwargs = dict(
-        default_root_dir=str(out), max_epochs=t.max_epochs, max_steps=t.max_steps,
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches, deterministic=t.deterministic,
+        default_root_dir=str(out),
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches,
+        deterministic=t.deterministic,
         logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
-        callbacks=callbacks, enable_model_summary=False,
+        callbacks=callbacks,
+        enable_model_summary=False,
         use_distributed_sampler=False,  # EpochSampler splits the data across ranks itself
     )
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)
 
 
-def resume_path(cfg: DictConfig, resume: Optional[str], overwrite: bool = False) -> Optional[str]:
+def resume_path(cfg: DictConfig, resume: str | None, overwrite: bool = False) -> str | None:
     """``--resume`` alone means this run's last.ckpt; a path means that checkpoint. A fresh run
     never silently replaces another run's checkpoints: it needs ``overwrite``."""
     if resume is None:
         existing = sorted(checkpoint_dir(cfg).glob("*.ckpt"))
         if existing and not overwrite:
-            raise UserError(f"{checkpoint_dir(cfg)} already holds checkpoints ({existing[-1].name}, ...): "
-                            "pass --resume to continue that run, --overwrite to start again, or another output_dir=")
+            raise UserError(
+                f"{checkpoint_dir(cfg)} already holds checkpoints ({existing[-1].name}, ...): "
+                "pass --resume to continue that run, --overwrite to start again, or another output_dir="
+            )
         return None
     path = checkpoint_dir(cfg) / "last.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
@@ -123,13 +154,21 @@ def loader(dataset, cfg: DictConfig, sampler=None) -> DataLoader:
         dataset = SeededItems(dataset, cfg.seed)
     # Its own generator: making an iterator (worker seeds) never draws from the global RNG stream.
     generator = torch.Generator().manual_seed(cfg.seed)
-    return DataLoader(dataset, batch_size=d.batch_size, sampler=sampler, drop_last=sampler is not None,
-                      num_workers=d.num_workers, persistent_workers=d.num_workers > 0, pin_memory=False,
-                      generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=d.batch_size,
+        sampler=sampler,
+        drop_last=sampler is not None,
+        num_workers=d.num_workers,
+        persistent_workers=d.num_workers > 0,
+        pin_memory=False,
+        generator=generator,
+    )
 
 
-def pretrain(cfg: DictConfig, resume: Optional[str] = None, callbacks: Sequence = (),
-             overwrite: bool = False, **trainer_overrides) -> Path:
+def pretrain(
+    cfg: DictConfig, resume: str | None = None, callbacks: Sequence = (), overwrite: bool = False, **trainer_overrides
+) -> Path:
     """Train ``cfg.method`` and return the path of the last checkpoint; ``callbacks`` are
     added to the standard ones (checkpoints, learning-rate monitor, progress bar)."""
     ckpt = resume_path(cfg, resume, overwrite)

@@ -13,10 +13,20 @@ TINY_OBJECTIVES = {
     "simclr": ["method.name=simclr"],
     "polyview": ["method.name=polyview", "data.num_views=3"],
     "byol": ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64"],
-    "mae": ["method.name=mae", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
-            "method.decoder_heads=2"],
-    "ijepa": ["method.name=ijepa", "data.num_views=1", "method.decoder_dim=32", "method.decoder_depth=1",
-              "method.decoder_heads=2"],
+    "mae": [
+        "method.name=mae",
+        "data.num_views=1",
+        "method.decoder_dim=32",
+        "method.decoder_depth=1",
+        "method.decoder_heads=2",
+    ],
+    "ijepa": [
+        "method.name=ijepa",
+        "data.num_views=1",
+        "method.decoder_dim=32",
+        "method.decoder_depth=1",
+        "method.decoder_heads=2",
+    ],
 }
 
 
@@ -76,7 +86,7 @@ def write_fake_fashion_mnist(tmp_path: Path) -> Path:
         labels = np.arange(n) % 10
         images = rng.integers(0, 60, (n, 28, 28))
         for i, y in enumerate(labels):  # a class-dependent bright bar
-            images[i, 2 + 2 * y: 4 + 2 * y, 4:24] = 250
+            images[i, 2 + 2 * y : 4 + 2 * y, 4:24] = 250
         write(f"{prefix}-images-idx3-ubyte", images)
         write(f"{prefix}-labels-idx1-ubyte", labels)
     return tmp_path

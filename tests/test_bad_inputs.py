@@ -1,5 +1,6 @@
 """Every bad input of the CLI, in one table: exit status 2 and one line naming the input and what
 was expected; no traceback, no advice to load an untrusted pickle, nothing saved before is lost."""
+
 import errno
 import os
 import pickle
@@ -24,8 +25,15 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
     data = write_fake_fashion_mnist(tmp_path_factory.mktemp("data"))
     run = d / "run"
-    args = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.max_steps=1",
-            "trainer.max_epochs=1", f"data.root={data}", f"output_dir={run}"]
+    args = [
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "trainer.max_steps=1",
+        "trainer.max_epochs=1",
+        f"data.root={data}",
+        f"output_dir={run}",
+    ]
     good = pretrain(load_config("configs/demo.yaml", args), limit_val_batches=1)
     blob = good.read_bytes()
     (d / "empty.ckpt").write_bytes(b"")
@@ -44,10 +52,14 @@ def files(tmp_path_factory):
     return d, good, ["configs/demo.yaml", *args]
 
 
-CHECKPOINTS = [("missing.ckpt", "not found"), ("empty.ckpt", "is empty (0 bytes)"),
-               ("truncated.ckpt", "is truncated or not a PyTorch checkpoint"),
-               ("notzip.ckpt", "was refused: it is not a weights-only PyTorch file"), ("evil.ckpt", "was refused"),
-               ("evilzip.ckpt", "was refused: it holds pickled objects beyond tensors")]
+CHECKPOINTS = [
+    ("missing.ckpt", "not found"),
+    ("empty.ckpt", "is empty (0 bytes)"),
+    ("truncated.ckpt", "is truncated or not a PyTorch checkpoint"),
+    ("notzip.ckpt", "was refused: it is not a weights-only PyTorch file"),
+    ("evil.ckpt", "was refused"),
+    ("evilzip.ckpt", "was refused: it holds pickled objects beyond tensors"),
+]
 
 
 def cases():
@@ -55,14 +67,26 @@ def cases():
         yield f"export-{name}", lambda d, good, a, n=name: ["export", str(d / n), str(d / "out.safetensors")], match
         yield f"eval-{name}", lambda d, good, a, n=name: ["eval", "knn", *a, "--checkpoint", str(d / n)], match
         yield f"resume-{name}", lambda d, good, a, n=name: ["pretrain", *a, "--resume", str(d / n)], match
-    yield "export-foreign", lambda d, good, a: ["export", str(d / "foreign.ckpt"), str(d / "o.safetensors")], \
-        "not an ssl-suite Lightning checkpoint"
-    yield "eval-foreign", lambda d, good, a: ["eval", "knn", *a, "--checkpoint", str(d / "foreign.ckpt")], \
-        "does not fit model"
-    yield "resume-foreign", lambda d, good, a: ["pretrain", *a, "--resume", str(d / "foreign.ckpt")], \
-        "not an ssl-suite Lightning checkpoint"
-    yield "export-exists", lambda d, good, a: ["export", str(good), str(d / "exists.safetensors")], \
-        "exists; pass --overwrite"
+    yield (
+        "export-foreign",
+        lambda d, good, a: ["export", str(d / "foreign.ckpt"), str(d / "o.safetensors")],
+        "not an ssl-suite Lightning checkpoint",
+    )
+    yield (
+        "eval-foreign",
+        lambda d, good, a: ["eval", "knn", *a, "--checkpoint", str(d / "foreign.ckpt")],
+        "does not fit model",
+    )
+    yield (
+        "resume-foreign",
+        lambda d, good, a: ["pretrain", *a, "--resume", str(d / "foreign.ckpt")],
+        "not an ssl-suite Lightning checkpoint",
+    )
+    yield (
+        "export-exists",
+        lambda d, good, a: ["export", str(good), str(d / "exists.safetensors")],
+        "exists; pass --overwrite",
+    )
     yield "yaml-not-a-mapping", lambda d, good, a: ["recipe", str(d / "list.yaml")], "must be a YAML mapping"
     for override, match in [
         ("trainer.devices=0", "trainer.devices=0: expected a count >= 1"),
@@ -83,14 +107,33 @@ def cases():
         ("optim.nesterov=true", "unknown config key 'optim.nesterov'"),
     ]:
         yield f"config-{override}", lambda d, good, a, o=override: ["recipe", *a, o], match
-    yield "imagefolder-missing", lambda d, good, a: ["pretrain", *a, "data.dataset=imagefolder",
-                                                     f"data.root={d / 'nowhere'}", "--overwrite"], "split not found"
-    yield "folder-without-images", lambda d, good, a: ["pretrain", *a, "data.dataset=folder", f"data.root={d / 'photos'}",
-                                                       "--overwrite"], "no images found at any depth"
-    yield "folder-all-unreadable", lambda d, good, a: ["pretrain", *a, "data.dataset=folder", f"data.root={d / 'broken'}",
-                                                       "data.skip_bad_images=true", "--overwrite"], "could be read"
-    yield "eval-unlabelled", lambda d, good, a: ["eval", "knn", *a, "data.dataset=folder", f"data.root={d / 'broken'}",
-                                                 "--random-init"], "has no labels"
+    yield (
+        "imagefolder-missing",
+        lambda d, good, a: ["pretrain", *a, "data.dataset=imagefolder", f"data.root={d / 'nowhere'}", "--overwrite"],
+        "split not found",
+    )
+    yield (
+        "folder-without-images",
+        lambda d, good, a: ["pretrain", *a, "data.dataset=folder", f"data.root={d / 'photos'}", "--overwrite"],
+        "no images found at any depth",
+    )
+    yield (
+        "folder-all-unreadable",
+        lambda d, good, a: [
+            "pretrain",
+            *a,
+            "data.dataset=folder",
+            f"data.root={d / 'broken'}",
+            "data.skip_bad_images=true",
+            "--overwrite",
+        ],
+        "could be read",
+    )
+    yield (
+        "eval-unlabelled",
+        lambda d, good, a: ["eval", "knn", *a, "data.dataset=folder", f"data.root={d / 'broken'}", "--random-init"],
+        "has no labels",
+    )
 
 
 @pytest.mark.parametrize("name,argv,match", list(cases()), ids=[c[0] for c in cases()])

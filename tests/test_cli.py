@@ -4,8 +4,16 @@ import json
 
 from ssl_suite.cli import main
 
-TINY = ["trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.max_epochs=1", "data.batch_size=16",
-        "data.num_workers=0", "eval.linear_epochs=5", "eval.knn_k=[5]", "eval.batch_size=64"]
+TINY = [
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=2",
+    "trainer.max_epochs=1",
+    "data.batch_size=16",
+    "data.num_workers=0",
+    "eval.linear_epochs=5",
+    "eval.knn_k=[5]",
+    "eval.batch_size=64",
+]
 
 
 def one_line_error(capsys) -> str:
@@ -48,9 +56,9 @@ def test_unknown_key_is_one_line(capsys):
 
 def test_missing_dataset_is_one_line(tmp_path, capsys, monkeypatch):
     from ssl_suite.data import datasets
+
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "none")
-    assert main(["pretrain", "configs/demo.yaml", f"data.root={tmp_path / 'missing'}",
-                 f"output_dir={tmp_path}"]) == 2
+    assert main(["pretrain", "configs/demo.yaml", f"data.root={tmp_path / 'missing'}", f"output_dir={tmp_path}"]) == 2
     err = one_line_error(capsys)
     assert str(tmp_path / "missing") in err and "dataset-fashion-mnist" in err
 
@@ -70,14 +78,26 @@ def test_resume_without_checkpoint_is_one_line(tmp_path, capsys):
 
 
 def test_unknown_model_lists_the_sigmoid_names(fake_fashion_mnist, tmp_path, capsys):
-    assert main(["pretrain", "configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}",
-                 *TINY, "model.name=vit_nope_sigmoid"]) == 2
+    assert (
+        main(
+            [
+                "pretrain",
+                "configs/demo.yaml",
+                f"data.root={fake_fashion_mnist}",
+                f"output_dir={tmp_path}",
+                *TINY,
+                "model.name=vit_nope_sigmoid",
+            ]
+        )
+        == 2
+    )
     err = one_line_error(capsys)
     assert "vit_nope_sigmoid" in err and "vit_small_patch16_224_sigmoid" in err
 
 
 def test_fresh_run_never_silently_replaces_checkpoints(fake_fashion_mnist, tmp_path, capsys):
     import torch
+
     args = ["pretrain", "configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", *TINY]
     assert main(args) == 0
     first = (tmp_path / "checkpoints" / "last.ckpt").read_bytes()
@@ -96,6 +116,7 @@ def test_export_loads_with_timm_pretrained_and_refuses_existing_path(fake_fashio
     import torch
 
     from ssl_suite.checkpoints import read_state_dict
+
     args = ["configs/demo.yaml", f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", *TINY]
     assert main(["pretrain", *args]) == 0
     ckpt, out = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "backbone.safetensors"
@@ -116,9 +137,12 @@ def test_timm_state_dict_with_a_classifier_loads_into_the_headless_probe_model(t
     import timm
     import torch
 
-    from ssl_suite.checkpoints import load_backbone_weights
     import ssl_suite.models  # noqa: F401
+    from ssl_suite.checkpoints import load_backbone_weights
+
     with_head = timm.create_model("vit_nano_patch7_28_sigmoid", num_classes=10)
     torch.save(with_head.state_dict(), tmp_path / "timm.pth")
-    headless = load_backbone_weights(timm.create_model("vit_nano_patch7_28_sigmoid", num_classes=0), tmp_path / "timm.pth")
+    headless = load_backbone_weights(
+        timm.create_model("vit_nano_patch7_28_sigmoid", num_classes=0), tmp_path / "timm.pth"
+    )
     torch.testing.assert_close(headless.cls_token, with_head.cls_token)

@@ -1,5 +1,6 @@
 """The compare grid end to end at a toy budget: every cell in the report, finished cells skipped,
 a killed grid completes only what is left; bad grids fail before any training."""
+
 import os
 import signal
 import subprocess
@@ -12,16 +13,28 @@ from ssl_suite.cli import main
 from ssl_suite.compare import compare, load_grid
 from ssl_suite.errors import UserError
 
-TOY = ["trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.max_epochs=1", "data.batch_size=16",
-       "data.num_workers=0", "data.augment_on=device", "model.name=vit_nano_patch7_28_sigmoid"]
+TOY = [
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=2",
+    "trainer.max_epochs=1",
+    "data.batch_size=16",
+    "data.num_workers=0",
+    "data.augment_on=device",
+    "model.name=vit_nano_patch7_28_sigmoid",
+]
 
 
 def grid_file(tmp_path, root, **extra):
-    spec = {"output_dir": tmp_path / "grid",
-            "objectives": "{simclr: configs/demo.yaml, byol: configs/pretrain/byol_vit_nano_fmnist.yaml}",
-            "attention": "[sigmoid, softmax]", "seeds": "[0]", "overrides": f"[data.root={root}, {', '.join(TOY)}]",
-            "probes": "[linear, knn]", "eval_overrides": "['eval.linear_epochs=2', 'eval.knn_k=[5]', eval.batch_size=64]",
-            **extra}
+    spec = {
+        "output_dir": tmp_path / "grid",
+        "objectives": "{simclr: configs/demo.yaml, byol: configs/pretrain/byol_vit_nano_fmnist.yaml}",
+        "attention": "[sigmoid, softmax]",
+        "seeds": "[0]",
+        "overrides": f"[data.root={root}, {', '.join(TOY)}]",
+        "probes": "[linear, knn]",
+        "eval_overrides": "['eval.linear_epochs=2', 'eval.knn_k=[5]', eval.batch_size=64]",
+        **extra,
+    }
     lines = [f"{k}: {v}" for k, v in spec.items()]
     path = tmp_path / "grid.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -32,8 +45,12 @@ def test_grid_completes_reports_every_cell_and_resumes_after_a_kill(fake_fashion
     path = grid_file(tmp_path, fake_fashion_mnist)
     runs = tmp_path / "grid" / "runs"
     first = runs / "simclr-sigmoid-seed0" / "result.json"
-    proc = subprocess.Popen([sys.executable, "-m", "ssl_suite.cli", "compare", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssl_suite.cli", "compare", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while not first.is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -60,12 +77,18 @@ def test_grid_completes_reports_every_cell_and_resumes_after_a_kill(fake_fashion
     assert all("skipped" in line for line in logs) and len(logs) == 7  # 4 runs, 2 random-init and 1 pixel baseline
 
 
-@pytest.mark.parametrize("extra,match", [
-    ({"objectives": "{simclr: configs/demo.yaml, dino: configs/demo.yaml}"}, r"unknown objective 'dino'; valid: simclr"),
-    ({"attention": "[sigmoid, relu]"}, r"unknown attention 'relu'; valid: sigmoid, softmax"),
-    ({"axes": "{optim.name: [adamw, adam]}"}, r"optim.name='adam': expected one of adamw, sgd, lars"),
-    ({"probes": "[linear, vibes]"}, r"unknown probe 'vibes'"),
-])
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (
+            {"objectives": "{simclr: configs/demo.yaml, dino: configs/demo.yaml}"},
+            r"unknown objective 'dino'; valid: simclr",
+        ),
+        ({"attention": "[sigmoid, relu]"}, r"unknown attention 'relu'; valid: sigmoid, softmax"),
+        ({"axes": "{optim.name: [adamw, adam]}"}, r"optim.name='adam': expected one of adamw, sgd, lars"),
+        ({"probes": "[linear, vibes]"}, r"unknown probe 'vibes'"),
+    ],
+)
 def test_bad_grid_values_name_the_valid_ones(tmp_path, extra, match):
     with pytest.raises(UserError, match=match):
         load_grid(grid_file(tmp_path, tmp_path, **extra))

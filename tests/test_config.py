@@ -17,6 +17,7 @@ def test_shipped_configs_parse(path):
 @pytest.mark.parametrize("path", GRIDS, ids=str)
 def test_shipped_compare_grids_parse_with_every_cell_valid(path):
     from ssl_suite.compare import load_grid
+
     grid = load_grid(path)
     seeds = len({r.seed for r in grid.runs})
     assert seeds == (3 if "fmnist" in str(path) else 1)  # the CPU grid runs 3 seeds for its intervals
@@ -31,18 +32,21 @@ def test_file_then_overrides_take_precedence(tmp_path):
     assert cfg.trainer.max_epochs == 7 and cfg.method.temperature == 0.5
 
 
-@pytest.mark.parametrize("override,match", [
-    ("trainer.max_epoch=3", r"unknown config key 'trainer.max_epoch'; valid keys here: .*max_epochs"),
-    ("modle.name=x", r"unknown config key 'modle'; valid keys here: .*model"),
-    ("trainer.max_epochs=three", r"bad value for 'trainer.max_epochs'"),
-    ("model.attention=relu", r"model.attention='relu': expected one of sigmoid, softmax"),
-    ("data.batch_size=0", r"data.batch_size must be positive"),
-    ("data.num_views=1", r"method.name=simclr takes 2 view\(s\) per image, got data.num_views=1"),
-    ("method.mask_ratio=1.0", r"method.mask_ratio must lie in \(0, 1\), got 1.0"),
-    ("method.mask_ratio=0", r"method.mask_ratio must lie in \(0, 1\)"),
-    ("method.target_scale=[0.3,0.1]", r"method.target_scale must be \[low, high\]"),
-    ("trainer.max_epochs", r"not of the form key=value"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("trainer.max_epoch=3", r"unknown config key 'trainer.max_epoch'; valid keys here: .*max_epochs"),
+        ("modle.name=x", r"unknown config key 'modle'; valid keys here: .*model"),
+        ("trainer.max_epochs=three", r"bad value for 'trainer.max_epochs'"),
+        ("model.attention=relu", r"model.attention='relu': expected one of sigmoid, softmax"),
+        ("data.batch_size=0", r"data.batch_size must be positive"),
+        ("data.num_views=1", r"method.name=simclr takes 2 view\(s\) per image, got data.num_views=1"),
+        ("method.mask_ratio=1.0", r"method.mask_ratio must lie in \(0, 1\), got 1.0"),
+        ("method.mask_ratio=0", r"method.mask_ratio must lie in \(0, 1\)"),
+        ("method.target_scale=[0.3,0.1]", r"method.target_scale must be \[low, high\]"),
+        ("trainer.max_epochs", r"not of the form key=value"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(override, match):
     with pytest.raises(UserError, match=match) as err:
         load_config(None, [override])

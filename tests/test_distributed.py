@@ -9,6 +9,7 @@ draws; I-JEPA is left out: its context is cut to the shortest one in each rank's
 The runs are float64 with SGD, so that what is left is summation order (1e-9 holds): in float32
 a 2 x 8 batch sums LayerScale gradients in another order than a 16 batch, which moved them by
 up to 4e-5 after one step; AdamW's first step (about lr x sign(g)) would hide real errors."""
+
 import json
 import os
 import subprocess
@@ -48,8 +49,14 @@ OBJECTIVES = {
     "simclr": ["method.name=simclr"],
     "polyview": ["method.name=polyview", "data.num_views=3"],
     "byol": ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64"],
-    "mae": ["method.name=mae", "data.num_views=1", "model.name=vit_nano_patch4_28_sigmoid", "method.decoder_dim=32",
-            "method.decoder_depth=1", "method.decoder_heads=2"],
+    "mae": [
+        "method.name=mae",
+        "data.num_views=1",
+        "model.name=vit_nano_patch4_28_sigmoid",
+        "method.decoder_dim=32",
+        "method.decoder_depth=1",
+        "method.decoder_heads=2",
+    ],
 }
 
 
@@ -58,16 +65,33 @@ def test_two_ddp_processes_match_one_process_at_the_same_global_batch(objective,
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     # gloo on CPU here; the GPU lane reruns this file over NCCL (tests/gpu/test_gpu_lane.py).
-    common = [f"trainer.accelerator={os.environ.get('SSL_SUITE_TEST_ACCELERATOR', 'cpu')}", "data.num_workers=0", "data.augment_on=cpu", "trainer.max_steps=1",
-              "trainer.max_epochs=1", "optim.base_batch_size=16", "model.name=vit_nano_patch7_28_sigmoid", "optim.name=sgd", "trainer.precision=64-true",
-              "method.proj_output_dim=32", f"data.root={fake_fashion_mnist}", *OBJECTIVES[objective]]
+    common = [
+        f"trainer.accelerator={os.environ.get('SSL_SUITE_TEST_ACCELERATOR', 'cpu')}",
+        "data.num_workers=0",
+        "data.augment_on=cpu",
+        "trainer.max_steps=1",
+        "trainer.max_epochs=1",
+        "optim.base_batch_size=16",
+        "model.name=vit_nano_patch7_28_sigmoid",
+        "optim.name=sgd",
+        "trainer.precision=64-true",
+        "method.proj_output_dim=32",
+        f"data.root={fake_fashion_mnist}",
+        *OBJECTIVES[objective],
+    ]
     results = {}
-    for name, extra in {"one": ["data.batch_size=16"],
-                        "ddp": ["data.batch_size=8", "trainer.devices=2", "trainer.strategy=ddp"]}.items():
+    for name, extra in {
+        "one": ["data.batch_size=16"],
+        "ddp": ["data.batch_size=8", "trainer.devices=2", "trainer.strategy=ddp"],
+    }.items():
         out = tmp_path / name
-        run = subprocess.run([sys.executable, str(script), str(tmp_path / f"{name}.json"), *common, *extra,
-                              f"output_dir={out}"], capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+        run = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / f"{name}.json"), *common, *extra, f"output_dir={out}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         results[name] = (json.loads((tmp_path / f"{name}.json").read_text())["loss"], ckpt["state_dict"])

@@ -1,18 +1,26 @@
 """Which encoder export and eval take: I-JEPA's EMA target by default ("We use the
 target-encoder for evaluation", Assran et al. 2023, https://arxiv.org/abs/2301.08243, A.1),
 BYOL's online one (Grill et al. 2020), either on request."""
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from ssl_suite.export import export_backbone
 from ssl_suite.cli import main
 from ssl_suite.config import load_config
 from ssl_suite.evaluate import backbone_from
+from ssl_suite.export import export_backbone
 from ssl_suite.train import pretrain
 
-IJEPA = ["method.name=ijepa", "data.num_views=1", "model.name=vit_nano_patch4_28_sigmoid", "method.decoder_dim=32",
-         "method.decoder_depth=1", "method.decoder_heads=2", "method.momentum_base=0.5"]
+IJEPA = [
+    "method.name=ijepa",
+    "data.num_views=1",
+    "model.name=vit_nano_patch4_28_sigmoid",
+    "method.decoder_dim=32",
+    "method.decoder_depth=1",
+    "method.decoder_heads=2",
+    "method.momentum_base=0.5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +30,23 @@ def ijepa_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_fake_fashion_mnist(root)
     out = tmp_path_factory.mktemp("run")
-    args = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "data.augment_on=device",
-            "trainer.max_steps=3", "trainer.max_epochs=1", f"data.root={root}", f"output_dir={out}", *IJEPA]
+    args = [
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "data.augment_on=device",
+        "trainer.max_steps=3",
+        "trainer.max_epochs=1",
+        f"data.root={root}",
+        f"output_dir={out}",
+        *IJEPA,
+    ]
     return pretrain(load_config(None, args), limit_val_batches=1), args
 
 
 def _state(ckpt, prefix):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def test_ijepa_export_is_the_target_encoder_by_default(ijepa_run, tmp_path):
@@ -58,10 +75,21 @@ def test_ijepa_eval_probes_the_target_encoder_and_says_so(ijepa_run):
 
 
 def test_byol_keeps_the_online_encoder(fake_fashion_mnist, tmp_path):
-    args = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.max_steps=2",
-            "trainer.max_epochs=1", "method.name=byol", "method.proj_hidden_dim=32", "method.pred_hidden_dim=32",
-            "method.proj_output_dim=16", "model.name=vit_nano_patch7_28_sigmoid", "method.momentum_base=0.5",
-            f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}"]
+    args = [
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+        "method.name=byol",
+        "method.proj_hidden_dim=32",
+        "method.pred_hidden_dim=32",
+        "method.proj_output_dim=16",
+        "model.name=vit_nano_patch7_28_sigmoid",
+        "method.momentum_base=0.5",
+        f"data.root={fake_fashion_mnist}",
+        f"output_dir={tmp_path}",
+    ]
     ckpt = pretrain(load_config(None, args), limit_val_batches=1)
     model, _ = backbone_from(load_config(None, args), str(ckpt))
     assert model.ssl_encoder == "online"
@@ -72,9 +100,16 @@ def test_byol_keeps_the_online_encoder(fake_fashion_mnist, tmp_path):
 
 
 def test_an_encoder_the_checkpoint_lacks_is_one_line(fake_fashion_mnist, tmp_path, capsys):
-    args = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.max_steps=1",
-            "trainer.max_epochs=1", "model.name=vit_nano_patch7_28_sigmoid", f"data.root={fake_fashion_mnist}",
-            f"output_dir={tmp_path}"]
+    args = [
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "trainer.max_steps=1",
+        "trainer.max_epochs=1",
+        "model.name=vit_nano_patch7_28_sigmoid",
+        f"data.root={fake_fashion_mnist}",
+        f"output_dir={tmp_path}",
+    ]
     ckpt = pretrain(load_config(None, args), limit_val_batches=1)
     assert main(["export", str(ckpt), str(tmp_path / "x.safetensors"), "--encoder", "target"]) == 2
     err = capsys.readouterr().err.strip()

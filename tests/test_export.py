@@ -1,6 +1,7 @@
 """Export that the ecosystem loads: a Hub-style folder (model.safetensors, config.json, README.md
 model card) that timm.create_model("local-dir:...", pretrained=True) loads strictly and offline,
 with the same features as the checkpoint's backbone; the card names the objective and results."""
+
 import json
 
 import pytest
@@ -15,9 +16,17 @@ from ssl_suite.train import pretrain
 
 @pytest.fixture
 def trained(fake_fashion_mnist, tmp_path):
-    args = ["configs/demo.yaml", "trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16",
-            "trainer.max_steps=2", "trainer.max_epochs=1", "model.attention=softmax",
-            f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path / 'run'}"]
+    args = [
+        "configs/demo.yaml",
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+        "model.attention=softmax",
+        f"data.root={fake_fashion_mnist}",
+        f"output_dir={tmp_path / 'run'}",
+    ]
     ckpt = pretrain(load_config(args[0], args[1:]), limit_val_batches=1)
     return ckpt, args
 

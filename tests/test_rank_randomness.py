@@ -3,6 +3,7 @@ resumed run draws the same ones again: 2 CPU processes (gloo), MAE with device-s
 
 What is compared is the randomness itself, not its effect on data (the ranks hold different
 images anyway): the indices of MAE's masks and the crop boxes kornia drew for the views."""
+
 import json
 import os
 import subprocess
@@ -49,15 +50,32 @@ CHILD = textwrap.dedent("""
 def test_two_ranks_draw_different_masks_and_views_and_the_same_again_after_resume(fake_fashion_mnist, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    common = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "data.num_workers=0",
-              "data.augment_on=device", "data.batch_size=8", "data.num_views=1", "method.name=mae",
-              "model.name=vit_nano_patch4_28_sigmoid", "method.decoder_dim=32", "method.decoder_depth=1",
-              "method.decoder_heads=2", "trainer.max_epochs=1", f"data.root={fake_fashion_mnist}"]
+    common = [
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "data.num_workers=0",
+        "data.augment_on=device",
+        "data.batch_size=8",
+        "data.num_views=1",
+        "method.name=mae",
+        "model.name=vit_nano_patch4_28_sigmoid",
+        "method.decoder_dim=32",
+        "method.decoder_depth=1",
+        "method.decoder_heads=2",
+        "trainer.max_epochs=1",
+        f"data.root={fake_fashion_mnist}",
+    ]
 
     def run(name, mode="fresh", status=0):
         args = [*common, "trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2", f"output_dir={tmp_path / name}"]
-        done = subprocess.run([sys.executable, str(script), str(tmp_path), mode, *args], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path), mode, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         assert done.returncode == status, done.stderr[-2000:]
 
     run("whole")

@@ -19,6 +19,7 @@ Sources (each number below is the paper's or its official code's):
   256 (samples), here with M = 8 views; its optimizer values are SimCLR's (the appendix could not
   be read here; the config says so).
 """
+
 import json
 import math
 from pathlib import Path
@@ -30,30 +31,89 @@ from ssl_suite.config import load_config
 from ssl_suite.recipe import derive
 
 PAPERS = {
-    "mae_vit_b16_imagenet.yaml": dict(effective_batch=4096, optimizer="adamw", lr=1.5e-4 * 4096 / 256,
-                                      betas=[0.9, 0.95], eps=1e-8, weight_decay=0.05, weight_decay_end=None,
-                                      warmup_epochs=40, warmup_start_lr=0.0, final_lr=0.0, max_epochs=800,
-                                      ema_momentum=None),
-    "simclr_vit_s16_imagenet.yaml": dict(effective_batch=4096, optimizer="lars", lr=0.3 * 4096 / 256, betas=None,
-                                         weight_decay=1e-6, weight_decay_end=None, warmup_epochs=10,
-                                         warmup_start_lr=0.0, final_lr=0.0, max_epochs=100, ema_momentum=None),
-    "byol_vit_s16_imagenet.yaml": dict(effective_batch=4096, optimizer="lars", lr=0.3 * 4096 / 256, betas=None,
-                                       weight_decay=1e-6, weight_decay_end=None, warmup_epochs=10,
-                                       warmup_start_lr=0.0, final_lr=0.0, max_epochs=300, ema_momentum=0.99),
-    "ijepa_vit_b16_imagenet.yaml": dict(effective_batch=2048, optimizer="adamw", lr=1e-3, betas=[0.9, 0.999],
-                                        eps=1e-8, weight_decay=0.04, weight_decay_end=0.4, warmup_epochs=40,
-                                        warmup_start_lr=2e-4, final_lr=1e-6, max_epochs=300, ema_momentum=0.996),
-    "polyview_vit_s16_imagenet.yaml": dict(effective_batch=256, optimizer="lars", lr=0.3, betas=None,
-                                           weight_decay=1e-6, weight_decay_end=None, warmup_epochs=10,
-                                           warmup_start_lr=0.0, final_lr=0.0, max_epochs=128, ema_momentum=None),
+    "mae_vit_b16_imagenet.yaml": dict(
+        effective_batch=4096,
+        optimizer="adamw",
+        lr=1.5e-4 * 4096 / 256,
+        betas=[0.9, 0.95],
+        eps=1e-8,
+        weight_decay=0.05,
+        weight_decay_end=None,
+        warmup_epochs=40,
+        warmup_start_lr=0.0,
+        final_lr=0.0,
+        max_epochs=800,
+        ema_momentum=None,
+    ),
+    "simclr_vit_s16_imagenet.yaml": dict(
+        effective_batch=4096,
+        optimizer="lars",
+        lr=0.3 * 4096 / 256,
+        betas=None,
+        weight_decay=1e-6,
+        weight_decay_end=None,
+        warmup_epochs=10,
+        warmup_start_lr=0.0,
+        final_lr=0.0,
+        max_epochs=100,
+        ema_momentum=None,
+    ),
+    "byol_vit_s16_imagenet.yaml": dict(
+        effective_batch=4096,
+        optimizer="lars",
+        lr=0.3 * 4096 / 256,
+        betas=None,
+        weight_decay=1e-6,
+        weight_decay_end=None,
+        warmup_epochs=10,
+        warmup_start_lr=0.0,
+        final_lr=0.0,
+        max_epochs=300,
+        ema_momentum=0.99,
+    ),
+    "ijepa_vit_b16_imagenet.yaml": dict(
+        effective_batch=2048,
+        optimizer="adamw",
+        lr=1e-3,
+        betas=[0.9, 0.999],
+        eps=1e-8,
+        weight_decay=0.04,
+        weight_decay_end=0.4,
+        warmup_epochs=40,
+        warmup_start_lr=2e-4,
+        final_lr=1e-6,
+        max_epochs=300,
+        ema_momentum=0.996,
+    ),
+    "polyview_vit_s16_imagenet.yaml": dict(
+        effective_batch=256,
+        optimizer="lars",
+        lr=0.3,
+        betas=None,
+        weight_decay=1e-6,
+        weight_decay_end=None,
+        warmup_epochs=10,
+        warmup_start_lr=0.0,
+        final_lr=0.0,
+        max_epochs=128,
+        ema_momentum=None,
+    ),
 }
-METHOD = {"mae_vit_b16_imagenet.yaml": dict(mask_ratio=0.75, decoder_dim=512, decoder_depth=8, norm_pix_loss=True),
-          "simclr_vit_s16_imagenet.yaml": dict(temperature=0.1, proj_hidden_dim=2048, proj_output_dim=128),
-          "byol_vit_s16_imagenet.yaml": dict(proj_hidden_dim=4096, proj_output_dim=256, pred_hidden_dim=4096),
-          "ijepa_vit_b16_imagenet.yaml": dict(decoder_dim=384, decoder_depth=12, num_targets=4,
-                                              target_scale=[0.15, 0.2], target_aspect=[0.75, 1.5],
-                                              context_scale=[0.85, 1.0], min_context=10),
-          "polyview_vit_s16_imagenet.yaml": dict(objective="geometric", temperature=0.1)}
+METHOD = {
+    "mae_vit_b16_imagenet.yaml": dict(mask_ratio=0.75, decoder_dim=512, decoder_depth=8, norm_pix_loss=True),
+    "simclr_vit_s16_imagenet.yaml": dict(temperature=0.1, proj_hidden_dim=2048, proj_output_dim=128),
+    "byol_vit_s16_imagenet.yaml": dict(proj_hidden_dim=4096, proj_output_dim=256, pred_hidden_dim=4096),
+    "ijepa_vit_b16_imagenet.yaml": dict(
+        decoder_dim=384,
+        decoder_depth=12,
+        num_targets=4,
+        target_scale=[0.15, 0.2],
+        target_aspect=[0.75, 1.5],
+        context_scale=[0.85, 1.0],
+        min_context=10,
+    ),
+    "polyview_vit_s16_imagenet.yaml": dict(objective="geometric", temperature=0.1),
+}
 
 
 def test_every_imagenet_config_is_pinned():
@@ -100,21 +160,33 @@ def test_recipe_at_a_quarter_and_four_times_the_batch_stays_sane(name, factor):
 def test_recipe_command_prints_json_with_the_documented_keys(capsys):
     assert main(["recipe", "configs/pretrain/ijepa_vit_b16_imagenet.yaml", "trainer.num_nodes=1", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    for key in ("effective_batch", "optimizer", "lr", "betas", "eps", "weight_decay", "warmup_epochs", "max_epochs",
-                "ema_momentum"):
+    for key in (
+        "effective_batch",
+        "optimizer",
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "warmup_epochs",
+        "max_epochs",
+        "ema_momentum",
+    ):
         assert key in got
     assert got["effective_batch"] == 1024 and got["kappa"] == 0.5
-    assert got["ema_momentum"] == pytest.approx(0.996 ** 0.5)
+    assert got["ema_momentum"] == pytest.approx(0.996**0.5)
     assert main(["recipe", "configs/pretrain/byol_vit_s16_imagenet.yaml"]) == 0
     text = capsys.readouterr().out
     assert "effective batch 4096 = 128 per device x 8 devices x 4 nodes x 1 accumulation" in text
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["data.batch_size=640"], "kappa 10 is too large for Adam betas (0.9, 0.95)"),  # MAE at 10 x 4096
-    (["trainer.devices=auto"], "trainer.devices='auto': give the number of devices"),
-    (["optim.warmup_epochs=900"], "optim.warmup_epochs=900.0 exceeds trainer.max_epochs=800"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["data.batch_size=640"], "kappa 10 is too large for Adam betas (0.9, 0.95)"),  # MAE at 10 x 4096
+        (["trainer.devices=auto"], "trainer.devices='auto': give the number of devices"),
+        (["optim.warmup_epochs=900"], "optim.warmup_epochs=900.0 exceeds trainer.max_epochs=800"),
+    ],
+)
 def test_bad_scaling_is_one_line_before_any_gpu_is_rented(overrides, match, capsys):
     assert main(["recipe", "configs/pretrain/mae_vit_b16_imagenet.yaml", *overrides]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,5 +1,6 @@
 """Faults injected on purpose: non-finite losses and weights, a kill inside a checkpoint save, a
 checkpoint that carries code."""
+
 import os
 import pickle
 import subprocess
@@ -16,8 +17,15 @@ from ssl_suite.errors import UserError
 from ssl_suite.methods import Contrastive
 from ssl_suite.train import pretrain
 
-BASE = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.log_every_n_steps=1",
-        "data.augment_on=device", "model.name=vit_nano_patch7_28_sigmoid", "trainer.max_epochs=3"]
+BASE = [
+    "trainer.accelerator=cpu",
+    "data.num_workers=0",
+    "data.batch_size=16",
+    "trainer.log_every_n_steps=1",
+    "data.augment_on=device",
+    "model.name=vit_nano_patch7_28_sigmoid",
+    "trainer.max_epochs=3",
+]
 
 
 def config(root, out, *extra):
@@ -65,11 +73,17 @@ class Poison(pl.Callback):
 
 def test_nonfinite_attention_is_named_and_skip_mode_drops_the_update(fake_fashion_mnist, tmp_path):
     with pytest.raises(UserError, match=r"non-finite attention output \(backbone.blocks.0.attn\) at step 1 \(simclr\)"):
-        pretrain(config(fake_fashion_mnist, tmp_path / "stop", "trainer.max_steps=3"), callbacks=[Poison(1)],
-                 limit_val_batches=1)
+        pretrain(
+            config(fake_fashion_mnist, tmp_path / "stop", "trainer.max_steps=3"),
+            callbacks=[Poison(1)],
+            limit_val_batches=1,
+        )
     poison = Poison(1)
-    last = pretrain(config(fake_fashion_mnist, tmp_path / "skip", "trainer.max_steps=3", "trainer.nonfinite=skip"),
-                    callbacks=[poison], limit_val_batches=1)
+    last = pretrain(
+        config(fake_fashion_mnist, tmp_path / "skip", "trainer.max_steps=3", "trainer.nonfinite=skip"),
+        callbacks=[poison],
+        limit_val_batches=1,
+    )
     assert torch.equal(poison.around["before"], poison.around["after"])  # that step changed nothing
     state = torch.load(last, weights_only=True, map_location="cpu")
     assert state["global_step"] == 3
@@ -109,6 +123,7 @@ def test_checkpoint_with_embedded_code_is_refused_and_never_runs(tmp_path):
         read_state_dict(evil)
     assert "weights_only=False" not in str(err.value)  # never advice to load an untrusted pickle
     from ssl_suite.eval.features import extract_features  # the feature cache loads the same way
+
     torch.save({"meta": {}, "x": torch.zeros(1)}, tmp_path / "cache.pt")
     evil.replace(tmp_path / "cache.pt")
     ds = torch.utils.data.TensorDataset(torch.zeros(2, 3, 28, 28), torch.zeros(2, dtype=torch.long))
@@ -139,8 +154,9 @@ def test_kill_inside_a_checkpoint_save_leaves_the_previous_one_loadable(fake_fas
     args = [*BASE, f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}"]
     last = pretrain(load_config("configs/demo.yaml", [*args, "trainer.max_steps=2"]), limit_val_batches=1)
     before = last.read_bytes()
-    run = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *args, "trainer.max_steps=4"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SAVE, *args, "trainer.max_steps=4"], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == -9, run.stderr[-1500:]  # killed inside the save
     assert last.read_bytes() == before
     assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == 2
@@ -161,19 +177,41 @@ KILL_AT_STEP = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("method", [
-    ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64", "data.augment_on=cpu"],
-    ["method.name=ijepa", "data.num_views=1", "model.name=vit_nano_patch4_28_sigmoid", "method.decoder_dim=32",
-     "method.decoder_depth=1", "method.decoder_heads=2", "method.target_scale=[0.1,0.15]", "data.augment_on=device",
-     "model.drop_path_rate=0.1"],
-], ids=["byol-cpu-views", "ijepa-device-views-masks-droppath"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64", "data.augment_on=cpu"],
+        [
+            "method.name=ijepa",
+            "data.num_views=1",
+            "model.name=vit_nano_patch4_28_sigmoid",
+            "method.decoder_dim=32",
+            "method.decoder_depth=1",
+            "method.decoder_heads=2",
+            "method.target_scale=[0.1,0.15]",
+            "data.augment_on=device",
+            "model.drop_path_rate=0.1",
+        ],
+    ],
+    ids=["byol-cpu-views", "ijepa-device-views-masks-droppath"],
+)
 def test_sigkill_mid_epoch_then_resume_ends_with_the_same_weights(fake_fashion_mnist, tmp_path, method):
-    common = ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.max_epochs=2",
-              "optim.base_batch_size=16", "model.name=vit_nano_patch7_28_sigmoid", *method,
-              f"data.root={fake_fashion_mnist}", "trainer.checkpoint_every_n_steps=4"]
+    common = [
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "optim.base_batch_size=16",
+        "model.name=vit_nano_patch7_28_sigmoid",
+        *method,
+        f"data.root={fake_fashion_mnist}",
+        "trainer.checkpoint_every_n_steps=4",
+    ]
     whole = pretrain(load_config(None, [*common, f"output_dir={tmp_path / 'whole'}"]), limit_val_batches=1)
     killed = [*common, f"output_dir={tmp_path / 'killed'}"]
-    run = subprocess.run([sys.executable, "-c", KILL_AT_STEP, "10", *killed], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", KILL_AT_STEP, "10", *killed], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == -9, run.stderr[-1500:]  # 6 steps per epoch: killed mid-way through the second
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == 8  # mid-epoch checkpoint

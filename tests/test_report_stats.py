@@ -1,5 +1,6 @@
 """The comparison report's statistics on synthetic results with known answers: t-intervals over
 seeds, sigmoid-minus-softmax paired by seed, cells minus the raw-pixel floor, and the verdicts."""
+
 import json
 import math
 
@@ -31,9 +32,21 @@ def _result(tmp_path, name, objective, attention, seed, linear, knn, floor=None)
     d.mkdir(parents=True)
     key = floor or "pretrained"
     evals = {key: {"linear": {"top1": linear}, "knn": {"k=20": {"top1": knn}}}}
-    d.joinpath("result.json").write_text(json.dumps({
-        "name": name, "objective": objective, "attention": attention, "seed": seed, "axes": {},
-        "baseline": floor is not None, "floor": floor, "eval": evals, "train": {}}))
+    d.joinpath("result.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "objective": objective,
+                "attention": attention,
+                "seed": seed,
+                "axes": {},
+                "baseline": floor is not None,
+                "floor": floor,
+                "eval": evals,
+                "train": {},
+            }
+        )
+    )
 
 
 def test_report_marks_real_differences_and_noise(tmp_path):
@@ -49,12 +62,21 @@ def test_report_marks_real_differences_and_noise(tmp_path):
     _result(tmp_path, "random-init-x-sigmoid", "simclr", "sigmoid", 0, 60.0, 40.0, floor="random init")
     text = write_report(tmp_path).read_text()
     half = T_975_2 * 1.0 / math.sqrt(3)
-    assert f"| sigmoid - softmax | simclr | linear top-1 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 3 | noise |" in text
+    assert (
+        f"| sigmoid - softmax | simclr | linear top-1 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 3 | noise |"
+        in text
+    )
     half = T_975_2 * 0.1 / math.sqrt(3)
-    assert f"| sigmoid - softmax | byol | linear top-1 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 3 | **real** |" in text
+    assert (
+        f"| sigmoid - softmax | byol | linear top-1 | +2.00 | [{2 - half:+.2f}, {2 + half:+.2f}] | 3 | **real** |"
+        in text
+    )
     # cells minus the floor: simclr sigmoid 80, 82, 84 - 83 -> -1 +- 4.97 (noise); byol sigmoid 86 - 83 = +3 (real)
     half = T_975_2 * 2.0 / math.sqrt(3)
-    assert f"| sigmoid - raw pixels | simclr | linear top-1 | -1.00 | [{-1 - half:+.2f}, {-1 + half:+.2f}] | 3 | noise |" in text
+    assert (
+        f"| sigmoid - raw pixels | simclr | linear top-1 | -1.00 | [{-1 - half:+.2f}, {-1 + half:+.2f}] | 3 | noise |"
+        in text
+    )
     assert "| sigmoid - raw pixels | byol | linear top-1 | +3.00 |" in text and "**real** |" in text
     assert "| sigmoid - raw pixels | simclr | kNN top-1 | -14.00 | [-14.00, -14.00] | 3 | **real** |" in text
     assert "| simclr | sigmoid | 3 | 82.00 ± 2.00 [" in text  # the cell's own interval

@@ -1,4 +1,5 @@
 """The EMA scaling rule and the optimizers' batch-size rules, against closed forms."""
+
 import math
 
 import pytest
@@ -60,13 +61,16 @@ def test_target_gets_no_gradient_and_buffers_follow():
     assert not out.requires_grad
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: scaling.kappa(256, 0), "base batch size must be positive"),
-    (lambda: scaling.scale("rmsprop", 0.1, 256, 256), "no learning-rate scaling rule for optimizer 'rmsprop'"),
-    (lambda: scaling.scaled_momentum(1.0, 2), r"must lie in \[0, 1\)"),
-    (lambda: scaling.scaled_momentum(-0.1, 2), r"must lie in \[0, 1\)"),
-    (lambda: EMATarget(nn.Linear(1, 1), 1.5), r"must lie in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: scaling.kappa(256, 0), "base batch size must be positive"),
+        (lambda: scaling.scale("rmsprop", 0.1, 256, 256), "no learning-rate scaling rule for optimizer 'rmsprop'"),
+        (lambda: scaling.scaled_momentum(1.0, 2), r"must lie in \[0, 1\)"),
+        (lambda: scaling.scaled_momentum(-0.1, 2), r"must lie in \[0, 1\)"),
+        (lambda: EMATarget(nn.Linear(1, 1), 1.5), r"must lie in \[0, 1\)"),
+    ],
+)
 def test_bad_input(call, match):
     with pytest.raises(UserError, match=match):
         call()

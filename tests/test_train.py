@@ -1,4 +1,5 @@
 """Pretraining through the Lightning Trainer: one step on ImageNet-style data, exact resume."""
+
 import math
 from pathlib import Path
 
@@ -10,8 +11,14 @@ from ssl_suite.config import load_config
 from ssl_suite.recipe import derive
 from ssl_suite.train import pretrain
 
-QUICK = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true",
-         "data.num_workers=0", "trainer.log_every_n_steps=1"]
+QUICK = [
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.strategy=auto",
+    "trainer.precision=32-true",
+    "data.num_workers=0",
+    "trainer.log_every_n_steps=1",
+]
 
 
 class RecordOptimizer(pl.Callback):
@@ -22,9 +29,17 @@ class RecordOptimizer(pl.Callback):
 
 @pytest.mark.parametrize("config", sorted(Path("configs/pretrain").glob("*imagenet.yaml")), ids=str)
 def test_imagenet_config_runs_one_step_on_tiny_image_folder(config, tiny_image_folder, tmp_path):
-    cfg = load_config(config, QUICK + [
-        f"data.root={tiny_image_folder}", f"output_dir={tmp_path / 'run'}", "data.batch_size=4",
-        "trainer.max_steps=1", "trainer.num_nodes=1"])
+    cfg = load_config(
+        config,
+        QUICK
+        + [
+            f"data.root={tiny_image_folder}",
+            f"output_dir={tmp_path / 'run'}",
+            "data.batch_size=4",
+            "trainer.max_steps=1",
+            "trainer.num_nodes=1",
+        ],
+    )
     seen = RecordOptimizer()
     last = pretrain(cfg, callbacks=[seen], limit_val_batches=1)
     # The optimizer is built from what ``ssl-suite recipe`` prints for this machine (1 device x 4).
@@ -35,7 +50,9 @@ def test_imagenet_config_runs_one_step_on_tiny_image_folder(config, tiny_image_f
     assert decayed["initial_lr"] == pytest.approx(recipe["lr"])
     assert decayed["weight_decay"] == pytest.approx(recipe["weight_decay"])
     if recipe["betas"] is not None:
-        assert list(decayed["betas"]) == pytest.approx(recipe["betas"]) and decayed["eps"] == pytest.approx(recipe["eps"])
+        assert list(decayed["betas"]) == pytest.approx(recipe["betas"]) and decayed["eps"] == pytest.approx(
+            recipe["eps"]
+        )
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 1
     assert ckpt["state_dict"]["backbone.pos_embed"].shape[:2] == (1, 197)  # class token + 14 x 14 patches
@@ -51,8 +68,13 @@ class RecordStart(pl.Callback):
 
 
 def test_resume_continues_from_saved_step_with_saved_optimizer_state(fake_fashion_mnist, tmp_path):
-    args = QUICK + [f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path / 'run'}", "data.batch_size=16",
-                    "model.name=vit_nano_patch7_28_sigmoid", "model.attention=sigmoid"]
+    args = QUICK + [
+        f"data.root={fake_fashion_mnist}",
+        f"output_dir={tmp_path / 'run'}",
+        "data.batch_size=16",
+        "model.name=vit_nano_patch7_28_sigmoid",
+        "model.attention=sigmoid",
+    ]
     first = pretrain(load_config(None, args + ["trainer.max_steps=3"]), limit_val_batches=1)
     saved = torch.load(first, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 3
@@ -83,12 +105,25 @@ def test_ijepa_schedules_warm_up_from_start_lr_and_raise_weight_decay_by_cosine(
     """I-JEPA's schedulers (facebookresearch/ijepa src/utils/schedulers.py), written out: lr linear
     from start_lr to lr over the warm-up, then cosine to final_lr; weight decay
     wd_end + (wd - wd_end) (1 + cos(pi t / T)) / 2 over all T steps."""
-    args = QUICK + [f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", "data.batch_size=16",
-                    "method.name=ijepa", "data.num_views=1", "model.name=vit_nano_patch4_28_sigmoid",
-                    "method.decoder_dim=32", "method.decoder_depth=1", "method.decoder_heads=2",
-                    "trainer.max_epochs=2", "optim.lr=1e-3", "optim.warmup_start_lr=2e-4", "optim.final_lr=1e-6",
-                    "optim.warmup_epochs=1", "optim.weight_decay=0.04", "optim.weight_decay_end=0.4",
-                    "optim.base_batch_size=16"]
+    args = QUICK + [
+        f"data.root={fake_fashion_mnist}",
+        f"output_dir={tmp_path}",
+        "data.batch_size=16",
+        "method.name=ijepa",
+        "data.num_views=1",
+        "model.name=vit_nano_patch4_28_sigmoid",
+        "method.decoder_dim=32",
+        "method.decoder_depth=1",
+        "method.decoder_heads=2",
+        "trainer.max_epochs=2",
+        "optim.lr=1e-3",
+        "optim.warmup_start_lr=2e-4",
+        "optim.final_lr=1e-6",
+        "optim.warmup_epochs=1",
+        "optim.weight_decay=0.04",
+        "optim.weight_decay_end=0.4",
+        "optim.base_batch_size=16",
+    ]
     seen = RecordSchedules()
     pretrain(load_config(None, args), callbacks=[seen], limit_val_batches=1)
     total, warmup = 12, 6  # 96 images / 16 per step, 2 epochs
@@ -97,6 +132,7 @@ def test_ijepa_schedules_warm_up_from_start_lr_and_raise_weight_decay_by_cosine(
     assert seen.wd == pytest.approx(expected_wd)
     # lightly's warm-up reaches the peak at its last step ((t + 1) / warm-up), then cosine over the rest.
     expected_lr = [2e-4 + (1e-3 - 2e-4) * (t + 1) / warmup for t in range(warmup)]
-    expected_lr += [1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * t / (total - warmup - 1))) / 2
-                    for t in range(total - warmup)]
+    expected_lr += [
+        1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * t / (total - warmup - 1))) / 2 for t in range(total - warmup)
+    ]
     assert seen.lr == pytest.approx(expected_lr)

@@ -15,6 +15,7 @@ beside a bf16 v; the kernels take one dtype. Outside autocast, mixed dtypes are 
 If the Triton kernels fail to compile or launch, the call falls back to the blocked PyTorch
 path (plain torch ops: it runs on any device) with one warning.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,6 +35,7 @@ BACKENDS = ("reference", "cpu", "triton")
 def _impl(backend: str):
     if backend == "triton":
         from . import triton_kernels  # imported lazily: needs triton, reads TRITON_INTERPRET
+
         return triton_kernels
     return cpu
 
@@ -50,15 +52,20 @@ def _run(fn: str, backend: str, *args):
         except torch.OutOfMemoryError:
             raise
         except Exception as err:  # triton.CompilationError, no driver, an unsupported GPU, ...
-            _triton_failure.append(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}")
-            warnings.warn(f"flash_sigmoid: the Triton kernel failed ({_triton_failure[0]}); using the blocked "
-                          "PyTorch path from now on (correct, slower)", RuntimeWarning, stacklevel=2)
+            _triton_failure.append(
+                f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            )
+            warnings.warn(
+                f"flash_sigmoid: the Triton kernel failed ({_triton_failure[0]}); using the blocked "
+                "PyTorch path from now on (correct, slower)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return getattr(cpu, fn)(*args)
 
 
 @torch.library.custom_op("flash_sigmoid::attn_fwd", mutates_args=())
-def _attn_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
-              backend: str) -> Tensor:
+def _attn_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str) -> Tensor:
     return _run("forward", backend, q, k, v, scale, bias)
 
 
@@ -68,8 +75,9 @@ def _(q, k, v, scale, bias, backend):
 
 
 @torch.library.custom_op("flash_sigmoid::attn_bwd", mutates_args=())
-def _attn_bwd(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
-              backend: str) -> tuple[Tensor, Tensor, Tensor]:
+def _attn_bwd(
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str
+) -> tuple[Tensor, Tensor, Tensor]:
     return _run("backward", backend, do, q, k, v, scale, bias)
 
 
@@ -118,20 +126,22 @@ for _key in ("AutocastCPU", "AutocastCUDA"):
 
 def pick_backend(q: Tensor, backend: str | None = None) -> str:
     """The backend a call would use: the argument, else FLASH_SIGMOID_BACKEND, else by device."""
-    backend = backend or os.environ.get("FLASH_SIGMOID_BACKEND") or (
-        "triton" if q.is_cuda else "cpu")
+    backend = backend or os.environ.get("FLASH_SIGMOID_BACKEND") or ("triton" if q.is_cuda else "cpu")
     if backend not in BACKENDS:
         raise ValueError(f"sigmoid_attention: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cpu" and q.is_cuda:
         raise ValueError("sigmoid_attention: backend 'cpu' needs CPU tensors, got CUDA tensors")
     if backend == "triton" and not q.is_cuda and not _impl("triton").interpreted():
-        raise ValueError("sigmoid_attention: backend 'triton' needs CUDA tensors, or CPU tensors "
-                         "with TRITON_INTERPRET=1 set before flash_sigmoid.triton_kernels is imported")
+        raise ValueError(
+            "sigmoid_attention: backend 'triton' needs CUDA tensors, or CPU tensors "
+            "with TRITON_INTERPRET=1 set before flash_sigmoid.triton_kernels is imported"
+        )
     return backend
 
 
-def sigmoid_attention(q: Tensor, k: Tensor, v: Tensor, bias: float | None = None,
-                      scale: float | None = None, backend: str | None = None) -> Tensor:
+def sigmoid_attention(
+    q: Tensor, k: Tensor, v: Tensor, bias: float | None = None, scale: float | None = None, backend: str | None = None
+) -> Tensor:
     """Sigmoid attention with autograd; see ``reference.sigmoid_attention`` for the definition.
 
     q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv) -> (B, H, Nq, Dv). ``bias`` defaults to

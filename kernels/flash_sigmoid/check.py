@@ -12,6 +12,7 @@
 Exit status 1 when any result is wrong. ``scripts/bench_attention.py`` uses the same timing code
 for its fuller table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,7 @@ from flash_sigmoid import reference
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 FLOOR = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 8e-3}  # absolute error floor per dtype
 # (batch, heads, n_queries, n_keys, head dim): tile edges, a single token, cross attention
-ODD_SHAPES = [(2, 3, 197, 197, 64), (1, 2, 203, 203, 80), (1, 2, 1, 1, 64), (1, 2, 17, 203, 128),
-              (1, 2, 203, 17, 64)]
+ODD_SHAPES = [(2, 3, 197, 197, 64), (1, 2, 203, 203, 80), (1, 2, 1, 1, 64), (1, 2, 17, 203, 128), (1, 2, 203, 17, 64)]
 
 
 def backends(device: str) -> list[str]:
@@ -64,8 +64,15 @@ def check_case(shape, dtype: str, backend: str, device: str, seed: int = 0) -> d
     kernel, ref = errors(got), errors(same)
     fell_back = len(flash_sigmoid._triton_failure) > failures_before
     ok = not fell_back and all(kv <= 2 * rv + FLOOR[dtype] for kv, rv in zip(kernel, ref))
-    return dict(shape=shape, dtype=dtype, backend=backend, kernel=kernel, reference=ref, ok=ok,
-                note=f"fell back: {flash_sigmoid._triton_failure[0]}" if fell_back else "")
+    return dict(
+        shape=shape,
+        dtype=dtype,
+        backend=backend,
+        kernel=kernel,
+        reference=ref,
+        ok=ok,
+        note=f"fell back: {flash_sigmoid._triton_failure[0]}" if fell_back else "",
+    )
 
 
 def correctness(device: str, dtypes: list[str]) -> list[dict]:
@@ -74,6 +81,7 @@ def correctness(device: str, dtypes: list[str]) -> list[dict]:
 
 
 # ---- speed and memory against SDPA (also used by scripts/bench_attention.py) -----------------
+
 
 def methods(device: str) -> dict:
     fns = {"sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v)}
@@ -139,15 +147,16 @@ def bench_shape(shape, dtype, device, reps, fns=None) -> dict:
         def run():
             fn(q, k, v).backward(g)
             q.grad = k.grad = v.grad = None
+
         return run
 
     rows = {name: {"fwd": [], "fwd+bwd": []} for name in fns}
-    for name, fn in fns.items():  # warm-up (and compile/JIT) outside the timed reps
+    for fn in fns.values():  # warm-up (and compile/JIT) outside the timed reps
         fwd_bwd(fn)()
     for _ in range(reps):
         for name, fn in fns.items():
             with torch.no_grad():
-                rows[name]["fwd"].append(_clock(lambda: fn(q, k, v), device))
+                rows[name]["fwd"].append(_clock(lambda fn=fn: fn(q, k, v), device))
             rows[name]["fwd+bwd"].append(_clock(fwd_bwd(fn), device))
     out = {}
     for name, fn in fns.items():
@@ -178,8 +187,11 @@ def main(argv=None) -> int:
     for r in rows:
         errs = " / ".join(f"{e:.1e}" for e in r["kernel"])
         refs = " / ".join(f"{e:.1e}" for e in r["reference"])
-        print(f"| {r['backend']} | {r['dtype']} | {', '.join(map(str, r['shape']))} | {errs} | {refs} | "
-              f"{'ok' if r['ok'] else 'WRONG ' + r['note']} |", flush=True)
+        print(
+            f"| {r['backend']} | {r['dtype']} | {', '.join(map(str, r['shape']))} | {errs} | {refs} | "
+            f"{'ok' if r['ok'] else 'WRONG ' + r['note']} |",
+            flush=True,
+        )
     shapes = [(32, 6, 197, 64)] + ([] if args.quick else [(4, 6, 4096, 64)])
     speed_dtype = "bf16" if device == "cuda" else "fp32"
     print(f"\n| path | {speed_dtype} B x H x n x d | fwd / SDPA | fwd+bwd / SDPA | peak mem / SDPA | fwd+bwd ms |")
@@ -188,11 +200,16 @@ def main(argv=None) -> int:
         res = bench_shape(shape, DTYPES[speed_dtype], device, reps=3 if args.quick else 7)
         sdpa_mem = max(res["sdpa"]["mem"], 1)
         for path, r in res.items():
-            print(f"| {path} | {' x '.join(map(str, shape))} | {r['fwd']:.2f} | {r['fwd+bwd']:.2f} | "
-                  f"{r['mem'] / sdpa_mem:.2f} | {r['fwd+bwd_ms']:.1f} |", flush=True)
+            print(
+                f"| {path} | {' x '.join(map(str, shape))} | {r['fwd']:.2f} | {r['fwd+bwd']:.2f} | "
+                f"{r['mem'] / sdpa_mem:.2f} | {r['fwd+bwd_ms']:.1f} |",
+                flush=True,
+            )
     wrong = [r for r in rows if not r["ok"]]
-    print(f"\n{len(rows) - len(wrong)} of {len(rows)} correctness cases within 2 x the same-dtype reference error"
-          + (f"; WRONG: {len(wrong)}" if wrong else ""))
+    print(
+        f"\n{len(rows) - len(wrong)} of {len(rows)} correctness cases within 2 x the same-dtype reference error"
+        + (f"; WRONG: {len(wrong)}" if wrong else "")
+    )
     return 1 if wrong else 0
 
 

@@ -10,6 +10,7 @@ call pays ~10-20 s of compiling in every process for a gain measured at only 3-2
 2 cores, 4M-score blocks; with small blocks its per-call guards made it slower).
 Low-precision inputs are upcast to fp32 once (O(n d)), so every sum accumulates in fp32.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,6 @@ import warnings
 
 import torch
 from torch import Tensor
-
 
 # Scores per block (16 MiB in fp32). Each block costs ~8 parallel regions; on an oversubscribed
 # CPU (other processes, DDP ranks with several threads each) every region waits for a time
@@ -60,9 +60,12 @@ class _Compiled:
                     self.fn = compiled
                     return None
                 except Exception as err:  # no C compiler, unsupported platform, ...
-                    warnings.warn(f"flash_sigmoid.cpu: torch.compile failed "
-                                  f"({type(err).__name__}: {err}); using eager elementwise ops",
-                                  RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"flash_sigmoid.cpu: torch.compile failed "
+                        f"({type(err).__name__}: {err}); using eager elementwise ops",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         return self.fn(*args)
 
 
@@ -76,8 +79,7 @@ def _blocks(bh: int, nq: int, nk: int, budget: int) -> list[tuple[slice, slice]]
     if rows >= nq:  # whole heads fit: group them
         g = rows // nq
         return [(slice(h, min(bh, h + g)), slice(0, nq)) for h in range(0, bh, g)]
-    return [(slice(h, h + 1), slice(i, min(nq, i + rows)))
-            for h in range(bh) for i in range(0, nq, rows)]
+    return [(slice(h, h + 1), slice(i, min(nq, i + rows))) for h in range(bh) for i in range(0, nq, rows)]
 
 
 def _scores(ws: Tensor, hs: slice, rs: slice, nk: int) -> Tensor:
@@ -92,8 +94,7 @@ def _flat(t: Tensor) -> Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
-            budget: int | None = None) -> Tensor:
+def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: int | None = None) -> Tensor:
     q3, k3, v3 = _flat(q), _flat(k), _flat(v)
     nq, nk = q3.shape[1], k3.shape[1]
     out = q3.new_empty(q3.shape[0], nq, v3.shape[-1])
@@ -108,8 +109,9 @@ def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
     return out.view(*q.shape[:-1], v.shape[-1]).to(q.dtype)
 
 
-def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float,
-             budget: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def backward(
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: int | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     q3, k3, v3, do3 = _flat(q), _flat(k), _flat(v), _flat(do)
     nq, nk = q3.shape[1], k3.shape[1]
     # no zero fill: the first block of a head writes dK/dV, later ones accumulate
@@ -129,8 +131,7 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: fl
             _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
             torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
             dk[hs].baddbmm_(dp.transpose(1, 2), q_b, beta=beta, alpha=scale)
-    return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype),
-            dv.view(v.shape).to(v.dtype))
+    return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype))
 
 
 def _scores_size(blocks: list[tuple[slice, slice]], nk: int) -> int:

@@ -6,6 +6,7 @@ Ramapuram et al., "Theory, Analysis, and Best Practices for Sigmoid Self-Attenti
 ``bias`` defaults to -log(n_keys), with n_keys read from ``k`` at call time, so an encoder
 that sees only the visible tokens (MAE) gets the bias of the keys it actually attends to.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,7 @@ def check_inputs(q: Tensor, k: Tensor, v: Tensor) -> None:
         if not t.is_floating_point():
             raise ValueError(f"sigmoid_attention: {name} must be a floating-point tensor, got {t.dtype}")
         if t.dim() != 4:
-            raise ValueError(
-                f"sigmoid_attention: {name} must be shaped (batch, heads, n, d), got {tuple(t.shape)}"
-            )
+            raise ValueError(f"sigmoid_attention: {name} must be shaped (batch, heads, n, d), got {tuple(t.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"sigmoid_attention: q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):

@@ -9,6 +9,7 @@ Checked without a GPU by Triton's interpreter (``TRITON_INTERPRET=1`` must be se
 module is imported; tiles are then upcast to fp32 because bf16 ``tl.dot`` is wrong there) and
 by ahead-of-time compilation for sm_80/sm_90 (``aot_compile``, ``ptxas_usage``).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,6 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-
 
 LOG2E = 1.4426950408889634
 
@@ -34,20 +34,48 @@ def _sigmoid2(s, scale2, bias2):
 @triton.jit
 def _load_tile(ptr, rows, stride, cols, n_rows, n_cols, UPCAST: tl.constexpr):
     # rows x cols of a row-major (n_rows, n_cols) matrix; out-of-range entries load as 0
-    t = tl.load(ptr + rows[:, None] * stride + cols[None, :],
-                mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols), other=0.0)
+    t = tl.load(
+        ptr + rows[:, None] * stride + cols[None, :],
+        mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols),
+        other=0.0,
+    )
     if UPCAST:
         t = t.to(tl.float32)
     return t
 
 
 @triton.jit
-def _fwd_kernel(Q, K, V, O, scale2, bias2,
-                sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
-                H, NQ, NK,
-                D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr,
-                PREC: tl.constexpr):
+def _fwd_kernel(
+    Q,
+    K,
+    V,
+    O,
+    scale2,
+    bias2,
+    sqb,
+    sqh,
+    sqn,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sob,
+    soh,
+    son,
+    H,
+    NQ,
+    NK,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PREC: tl.constexpr,
+):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = (bh // H).to(tl.int64)  # int64 base offsets: large batches overflow int32
@@ -64,8 +92,9 @@ def _fwd_kernel(Q, K, V, O, scale2, bias2,
     for start_n in range(0, NK, BLOCK_N):
         cols = start_n + offs_n
         # K loaded transposed (BLOCK_D, BLOCK_N); out-of-range keys load 0 and are masked in P
-        kt = tl.load(K + cols[None, :] * skn + offs_d[:, None],
-                     mask=(cols[None, :] < NK) & (offs_d[:, None] < D), other=0.0)
+        kt = tl.load(
+            K + cols[None, :] * skn + offs_d[:, None], mask=(cols[None, :] < NK) & (offs_d[:, None] < D), other=0.0
+        )
         if UPCAST:
             kt = kt.to(tl.float32)
         v = _load_tile(V, cols, svn, offs_dv, NK, DV, UPCAST)
@@ -73,17 +102,48 @@ def _fwd_kernel(Q, K, V, O, scale2, bias2,
         p = tl.where(cols[None, :] < NK, p, 0.0)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
     O += b * sob + h * soh
-    tl.store(O + offs_m[:, None] * son + offs_dv[None, :], acc.to(O.dtype.element_ty),
-             mask=(offs_m[:, None] < NQ) & (offs_dv[None, :] < DV))
+    tl.store(
+        O + offs_m[:, None] * son + offs_dv[None, :],
+        acc.to(O.dtype.element_ty),
+        mask=(offs_m[:, None] < NQ) & (offs_dv[None, :] < DV),
+    )
 
 
 @triton.jit
-def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV_, scale, scale2, bias2,
-                     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon,
-                     H, NQ, NK,
-                     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-                     UPCAST: tl.constexpr, PREC: tl.constexpr):
+def _bwd_dkdv_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    DK,
+    DV_,
+    scale,
+    scale2,
+    bias2,
+    sqb,
+    sqh,
+    sqn,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sdob,
+    sdoh,
+    sdon,
+    H,
+    NQ,
+    NK,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PREC: tl.constexpr,
+):
     # One K/V tile per program, streaming all Q/dO tiles; works on transposed scores S^T.
     # dK, dV are written with the strides of K, V (the wrapper allocates them alike).
     pid_n = tl.program_id(0)
@@ -112,19 +172,52 @@ def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV_, scale, scale2, bias2,
         dst = dpt * pt * (1.0 - pt)
         dk = tl.dot(dst.to(q.dtype), q, dk, input_precision=PREC)
     out_mask = kmask & (offs_d[None, :] < D)
-    tl.store(DK + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :],
-             (dk * scale).to(DK.dtype.element_ty), mask=out_mask)
-    tl.store(DV_ + b * svb + h * svh + offs_n[:, None] * svn + offs_dv[None, :],
-             dv.to(DV_.dtype.element_ty), mask=kmask & (offs_dv[None, :] < DV))
+    tl.store(
+        DK + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :],
+        (dk * scale).to(DK.dtype.element_ty),
+        mask=out_mask,
+    )
+    tl.store(
+        DV_ + b * svb + h * svh + offs_n[:, None] * svn + offs_dv[None, :],
+        dv.to(DV_.dtype.element_ty),
+        mask=kmask & (offs_dv[None, :] < DV),
+    )
 
 
 @triton.jit
-def _bwd_dq_kernel(Q, K, V, DO, DQ, scale, scale2, bias2,
-                   sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon,
-                   H, NQ, NK,
-                   D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-                   UPCAST: tl.constexpr, PREC: tl.constexpr):
+def _bwd_dq_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    DQ,
+    scale,
+    scale2,
+    bias2,
+    sqb,
+    sqh,
+    sqn,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sdob,
+    sdoh,
+    sdon,
+    H,
+    NQ,
+    NK,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PREC: tl.constexpr,
+):
     # One Q tile per program, streaming K/V tiles; dQ is written with the strides of Q.
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
@@ -148,8 +241,11 @@ def _bwd_dq_kernel(Q, K, V, DO, DQ, scale, scale2, bias2,
         dp = tl.dot(do, tl.trans(v), input_precision=PREC)
         ds = tl.where(cols[None, :] < NK, dp * p * (1.0 - p), 0.0)
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
-    tl.store(DQ + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
-             (dq * scale).to(DQ.dtype.element_ty), mask=qmask & (offs_d[None, :] < D))
+    tl.store(
+        DQ + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
+        (dq * scale).to(DQ.dtype.element_ty),
+        mask=qmask & (offs_d[None, :] < D),
+    )
 
 
 KERNELS = {"fwd": _fwd_kernel, "bwd_dkdv": _bwd_dkdv_kernel, "bwd_dq": _bwd_dq_kernel}
@@ -184,9 +280,15 @@ def _meta(kernel: str, q: Tensor, v: Tensor) -> tuple[dict, dict]:
     cfg = block_config(kernel, max(d, dv), q.dtype)
     launch = dict(num_warps=cfg.pop("num_warps"), num_stages=cfg.pop("num_stages"))
     tf32 = torch.backends.cuda.matmul.allow_tf32 and q.dtype == torch.float32
-    const = dict(D=d, DV=dv, BLOCK_D=max(16, triton.next_power_of_2(d)),
-                 BLOCK_DV=max(16, triton.next_power_of_2(dv)), UPCAST=interpreted(),
-                 PREC="tf32" if (tf32 or q.dtype != torch.float32) else "ieee", **cfg)
+    const = dict(
+        D=d,
+        DV=dv,
+        BLOCK_D=max(16, triton.next_power_of_2(d)),
+        BLOCK_DV=max(16, triton.next_power_of_2(dv)),
+        UPCAST=interpreted(),
+        PREC="tf32" if (tf32 or q.dtype != torch.float32) else "ieee",
+        **cfg,
+    )
     return const, launch
 
 
@@ -205,13 +307,27 @@ def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float) -> Tenso
     out = q.new_empty(B, H, nq, v.shape[-1])
     const, launch = _meta("fwd", q, v)
     grid = (triton.cdiv(nq, const["BLOCK_M"]), B * H)
-    _fwd_kernel[grid](q, k, v, out, scale * LOG2E, bias * LOG2E, *_strides(q), *_strides(k),
-                      *_strides(v), *_strides(out), H, nq, k.shape[2], **const, **launch)
+    _fwd_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        scale * LOG2E,
+        bias * LOG2E,
+        *_strides(q),
+        *_strides(k),
+        *_strides(v),
+        *_strides(out),
+        H,
+        nq,
+        k.shape[2],
+        **const,
+        **launch,
+    )
     return out
 
 
-def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float,
-             bias: float) -> tuple[Tensor, Tensor, Tensor]:
+def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float) -> tuple[Tensor, Tensor, Tensor]:
     # gradients are written with the strides of q, k, v: make those contiguous (an O(n d)
     # copy only for strided views) so the outputs are too, as the registered fake promises
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -219,14 +335,11 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float,
     B, H, nq, _ = q.shape
     nk = k.shape[2]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    args = (scale, scale * LOG2E, bias * LOG2E, *_strides(q), *_strides(k), *_strides(v),
-            *_strides(do), H, nq, nk)
+    args = (scale, scale * LOG2E, bias * LOG2E, *_strides(q), *_strides(k), *_strides(v), *_strides(do), H, nq, nk)
     const, launch = _meta("bwd_dkdv", q, v)
-    _bwd_dkdv_kernel[(triton.cdiv(nk, const["BLOCK_N"]), B * H)](
-        q, k, v, do, dk, dv, *args, **const, **launch)
+    _bwd_dkdv_kernel[(triton.cdiv(nk, const["BLOCK_N"]), B * H)](q, k, v, do, dk, dv, *args, **const, **launch)
     const, launch = _meta("bwd_dq", q, v)
-    _bwd_dq_kernel[(triton.cdiv(nq, const["BLOCK_M"]), B * H)](
-        q, k, v, do, dq, *args, **const, **launch)
+    _bwd_dq_kernel[(triton.cdiv(nq, const["BLOCK_M"]), B * H)](q, k, v, do, dq, *args, **const, **launch)
     return dq, dk, dv
 
 
@@ -275,17 +388,19 @@ def ptxas_usage(ptx: str, cc: int) -> tuple[int, int]:
         src = os.path.join(tmp, "kernel.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        res = subprocess.run([ptxas_path(), "-v", "--gpu-name", arch, src, "-o",
-                              os.path.join(tmp, "kernel.cubin")],
-                             capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [ptxas_path(), "-v", "--gpu-name", arch, src, "-o", os.path.join(tmp, "kernel.cubin")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     log = res.stdout + res.stderr
     regs = int(re.search(r"Used (\d+) registers", log).group(1))
     spills = int(re.search(r"(\d+) bytes spill stores", log).group(1))
     return regs, spills
 
 
-def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16),
-               dims=(64, 128)) -> list[dict]:
+def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16), dims=(64, 128)) -> list[dict]:
     """One row per (kernel, arch, dtype, d): registers, spills, whether wgmma is used."""
     rows = []
     for cc in archs:
@@ -294,11 +409,19 @@ def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16),
                 for name in KERNELS:
                     ck = aot_compile(name, cc, dtype, d)
                     regs, spills = ptxas_usage(ck.asm["ptx"], cc)
-                    rows.append(dict(kernel=name, arch=f"sm_{cc}", dtype=_TL[dtype], d=d,
-                                     regs=regs, spills=spills, wgmma="wgmma" in ck.asm["ptx"],
-                                     **block_config(name, d, dtype)))
+                    rows.append(
+                        dict(
+                            kernel=name,
+                            arch=f"sm_{cc}",
+                            dtype=_TL[dtype],
+                            d=d,
+                            regs=regs,
+                            spills=spills,
+                            wgmma="wgmma" in ck.asm["ptx"],
+                            **block_config(name, d, dtype),
+                        )
+                    )
     return rows
 
 
-__all__ = ["forward", "backward", "block_config", "aot_compile",
-           "ptxas_usage", "aot_report", "interpreted"]
+__all__ = ["forward", "backward", "block_config", "aot_compile", "ptxas_usage", "aot_report", "interpreted"]

@@ -1,4 +1,5 @@
 """Datasets and transforms built from a config's ``data`` section."""
+
 from __future__ import annotations
 
 from torch.utils.data import Subset
@@ -10,20 +11,33 @@ from .transforms import DeviceViews, eval_transform, ssl_views, tensor_transform
 
 def _view_args(data_cfg) -> dict:
     a = data_cfg.augment
-    return dict(min_scale=a.min_scale, cj_prob=a.cj_prob, cj_strength=a.cj_strength,
-                random_gray_scale=a.random_gray_scale, gaussian_blur=a.gaussian_blur, hf_prob=a.hf_prob)
+    return dict(
+        min_scale=a.min_scale,
+        cj_prob=a.cj_prob,
+        cj_strength=a.cj_strength,
+        random_gray_scale=a.random_gray_scale,
+        gaussian_blur=a.gaussian_blur,
+        hf_prob=a.hf_prob,
+    )
 
 
 def ssl_train_dataset(data_cfg):
     """The pretraining set. ``data.augment_on=cpu``: items are (list of ``num_views`` augmented
     views, label); ``device``: (image tensor, label), views made later by ``device_views``."""
     if data_cfg.augment_on == "cpu":
-        transform = ssl_views(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std,
-                              **_view_args(data_cfg))
+        transform = ssl_views(
+            data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, **_view_args(data_cfg)
+        )
     else:  # images of any size (an unlabelled folder) must be resized to stack into batches
         transform = tensor_transform(data_cfg.image_size, data_cfg.resize_for_eval or data_cfg.dataset in UNLABELLED)
-    dataset = build_dataset(data_cfg.dataset, data_cfg.train_split, transform, data_cfg.root, data_cfg.download,
-                            skip_bad=data_cfg.skip_bad_images)
+    dataset = build_dataset(
+        data_cfg.dataset,
+        data_cfg.train_split,
+        transform,
+        data_cfg.root,
+        data_cfg.download,
+        skip_bad=data_cfg.skip_bad_images,
+    )
     return first(dataset, data_cfg.train_subset)
 
 
@@ -41,12 +55,15 @@ def has_labels(data_cfg) -> bool:
 def eval_dataset(data_cfg, split: str, subset=None):
     """A split with the deterministic eval transform (for probes and validation)."""
     if not has_labels(data_cfg):
-        raise UserError(f"data.dataset={data_cfg.dataset} has no labels: evaluation needs a labelled dataset, e.g. "
-                        "data.dataset=imagefolder data.root=DIR (DIR/train/<class>/..., DIR/test/<class>/...) "
-                        "or data.dataset=fashion_mnist")
+        raise UserError(
+            f"data.dataset={data_cfg.dataset} has no labels: evaluation needs a labelled dataset, e.g. "
+            "data.dataset=imagefolder data.root=DIR (DIR/train/<class>/..., DIR/test/<class>/...) "
+            "or data.dataset=fashion_mnist"
+        )
     transform = eval_transform(data_cfg.image_size, data_cfg.mean, data_cfg.std, data_cfg.resize_for_eval)
-    dataset = build_dataset(data_cfg.dataset, split, transform, data_cfg.root, data_cfg.download,
-                            skip_bad=data_cfg.skip_bad_images)
+    dataset = build_dataset(
+        data_cfg.dataset, split, transform, data_cfg.root, data_cfg.download, skip_bad=data_cfg.skip_bad_images
+    )
     return first(dataset, subset)
 
 
@@ -66,5 +83,16 @@ def num_classes(dataset) -> int:
     return len(unwrap(dataset).classes)
 
 
-__all__ = ["DeviceViews", "build_dataset", "device_views", "eval_dataset", "eval_transform", "first", "num_classes", "unwrap",
-           "ssl_train_dataset", "ssl_views", "has_labels"]
+__all__ = [
+    "DeviceViews",
+    "build_dataset",
+    "device_views",
+    "eval_dataset",
+    "eval_transform",
+    "first",
+    "num_classes",
+    "unwrap",
+    "ssl_train_dataset",
+    "ssl_views",
+    "has_labels",
+]

@@ -5,12 +5,13 @@ install (/usr/share/datasets/fashion-mnist); with ``download=True`` torchvision 
 ``root`` where the machine is online. Images come out as PIL images, grey converted to RGB
 when ``rgb`` (ViTs here take 3 channels).
 """
+
 from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -24,11 +25,23 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FIX_HINT = ("install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist), "
-            "or set data.root=DIR holding the four IDX files (README: 'Other systems'), "
-            "or data.download=true where the machine is online")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+FIX_HINT = (
+    "install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist), "
+    "or set data.root=DIR holding the four IDX files (README: 'Other systems'), "
+    "or data.download=true where the machine is online"
+)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -46,14 +59,14 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def _find_idx(directory: Path, stem: str) -> Optional[Path]:
+def _find_idx(directory: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (directory / name).is_file():
             return directory / name
     return None
 
 
-def fashion_mnist_dirs(root: Optional[str]) -> list[Path]:
+def fashion_mnist_dirs(root: str | None) -> list[Path]:
     """Where the IDX files are looked for, in order."""
     dirs = []
     if root:
@@ -64,8 +77,7 @@ def fashion_mnist_dirs(root: Optional[str]) -> list[Path]:
     return dirs + [DEBIAN_FASHION_MNIST]
 
 
-def load_fashion_mnist(split: str, root: Optional[str] = None, download: bool = False
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(split: str, root: str | None = None, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28), labels int64 (N,)) for split 'train' (60k) or 'test' (10k)."""
     if split not in FASHION_MNIST_FILES:
         raise UserError(f"Fashion-MNIST split must be 'train' or 'test', got {split!r}")
@@ -73,6 +85,7 @@ def load_fashion_mnist(split: str, root: Optional[str] = None, download: bool = 
         if not root:
             raise UserError("data.download=true needs data.root=DIR to download Fashion-MNIST into")
         import torchvision
+
         torchvision.datasets.FashionMNIST(root, train=split == "train", download=True)
     stems = FASHION_MNIST_FILES[split]
     tried = fashion_mnist_dirs(root)
@@ -86,8 +99,14 @@ def load_fashion_mnist(split: str, root: Optional[str] = None, download: bool = 
 class ArrayImageDataset(Dataset):
     """In-memory uint8 images (N, H, W) or (N, H, W, C) with labels; yields (transform(PIL), label)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Optional[Callable] = None,
-                 rgb: bool = True, classes: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        transform: Callable | None = None,
+        rgb: bool = True,
+        classes: tuple[str, ...] = (),
+    ):
         if len(images) != len(labels):
             raise UserError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
         self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
@@ -105,13 +124,14 @@ class ArrayImageDataset(Dataset):
         return image, int(self.labels[index])
 
 
-def fashion_mnist(split: str, transform: Optional[Callable] = None, root: Optional[str] = None,
-                  download: bool = False, rgb: bool = True) -> ArrayImageDataset:
+def fashion_mnist(
+    split: str, transform: Callable | None = None, root: str | None = None, download: bool = False, rgb: bool = True
+) -> ArrayImageDataset:
     images, labels = load_fashion_mnist(split, root, download)
     return ArrayImageDataset(images, labels, transform, rgb, FASHION_MNIST_CLASSES)
 
 
-def image_folder(root: str, split: str, transform: Optional[Callable] = None, skip_bad: bool = False):
+def image_folder(root: str, split: str, transform: Callable | None = None, skip_bad: bool = False):
     """torchvision ImageFolder at ``root/split/<class>/*``; images load as RGB whatever their mode.
 
     An unreadable file raises a one-line ``UserError`` naming it when read; with ``skip_bad`` the
@@ -129,8 +149,10 @@ def image_folder(root: str, split: str, transform: Optional[Callable] = None, sk
     except (FileNotFoundError, RuntimeError) as err:  # torchvision: no class folders / no images
         empty = empty_class_folders(str(path))
         if empty:
-            raise UserError(f"ImageFolder class folder(s) with no images: {', '.join(empty)} "
-                            "(expected image files such as .jpg, .jpeg, .png in each)") from None
+            raise UserError(
+                f"ImageFolder class folder(s) with no images: {', '.join(empty)} "
+                "(expected image files such as .jpg, .jpeg, .png in each)"
+            ) from None
         raise UserError(f"ImageFolder {path}: {err}") from None
     dataset.skipped = []
     if skip_bad:
@@ -142,8 +164,14 @@ DATASETS = ("fashion_mnist", "imagefolder", "folder")
 UNLABELLED = ("folder",)
 
 
-def build_dataset(name: str, split: str, transform: Optional[Callable] = None,
-                  root: Optional[str] = None, download: bool = False, skip_bad: bool = False):
+def build_dataset(
+    name: str,
+    split: str,
+    transform: Callable | None = None,
+    root: str | None = None,
+    download: bool = False,
+    skip_bad: bool = False,
+):
     """The dataset named in a config: 'fashion_mnist', 'imagefolder' (root/split/<class>/...) or
     'folder' (every image under root, unlabelled: pretraining only). ``skip_bad``
     (data.skip_bad_images) drops unreadable files; Fashion-MNIST has none to drop."""
@@ -153,6 +181,7 @@ def build_dataset(name: str, split: str, transform: Optional[Callable] = None,
         if not root:
             raise UserError("data.dataset=folder needs data.root=DIR (a folder of images, at any depth)")
         from .folder import ImageFiles
+
         return ImageFiles(root, transform, skip_bad)
     if name == "imagefolder":
         if not root:

@@ -6,19 +6,22 @@ walking the tree (torchvision's image extensions, links followed) and cached as 
 walked (and, with ``skip_bad``, decoded) once; ``rescan=True`` rebuilds it. Items are
 (image, 0): a label slot the training loop carries but nothing reads (no classes, no online probe).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any
 
 from torch.utils.data import Dataset
 
 from ..errors import UserError
 from ..files import atomic_write_text
 from .images import read_rgb, report_skipped, scan
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ssl-suite" / "file-lists"
@@ -28,19 +31,25 @@ def list_images(root: Path) -> list[str]:
     """Image files under ``root`` at any depth, sorted (stable order for seeded sampling)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
-    return sorted(os.path.join(d, n) for d, _, names in os.walk(root, followlinks=True) for n in names
-                  if has_file_allowed_extension(n, IMG_EXTENSIONS))
+    return sorted(
+        os.path.join(d, n)
+        for d, _, names in os.walk(root, followlinks=True)
+        for n in names
+        if has_file_allowed_extension(n, IMG_EXTENSIONS)
+    )
 
 
 class ImageFiles(Dataset):
     classes: tuple[str, ...] = ()  # unlabelled
 
-    def __init__(self, root: str, transform: Optional[Callable] = None, skip_bad: bool = False,
-                 rescan: bool = False) -> None:
+    def __init__(
+        self, root: str, transform: Callable | None = None, skip_bad: bool = False, rescan: bool = False
+    ) -> None:
         path = Path(root).expanduser().resolve()
         if not path.is_dir():
-            raise UserError(f"data.root={root}: no such folder (data.dataset=folder takes a folder of images, "
-                            "at any depth)")
+            raise UserError(
+                f"data.root={root}: no such folder (data.dataset=folder takes a folder of images, at any depth)"
+            )
         self.root, self.transform = path, transform
         key = hashlib.sha1(f"{path}|skip_bad={skip_bad}".encode()).hexdigest()[:16]
         cache = cache_dir() / f"{key}.json"
@@ -50,8 +59,9 @@ class ImageFiles(Dataset):
         else:
             files = list_images(path)
             if not files:
-                raise UserError(f"data.root={root}: no images found at any depth "
-                                "(expected files such as .jpg, .jpeg, .png)")
+                raise UserError(
+                    f"data.root={root}: no images found at any depth (expected files such as .jpg, .jpeg, .png)"
+                )
             self.skipped = []
             if skip_bad:
                 ok = scan(files, desc=f"checking images in {path}")
@@ -66,6 +76,6 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Any, int]:
         image = read_rgb(self.files[index])
         return (self.transform(image) if self.transform is not None else image), 0

@@ -4,12 +4,14 @@ one-line ``UserError``s (also through DataLoader workers), and an optional scan 
 Real folders hold grey, RGBA, CMYK and palette files, and now and then a zero-byte or truncated
 one; without this, such a file stops a run deep inside PIL in a worker process, hours in.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Optional
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -67,16 +69,18 @@ def scan(paths: list[str], desc: str, workers: int = 4, batch: int = 512) -> lis
     from tqdm.auto import tqdm
 
     ok: list[bool] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar,
+    ):
         for start in range(0, len(paths), batch):
-            chunk = paths[start:start + batch]
+            chunk = paths[start : start + batch]
             ok.extend(pool.map(readable, chunk))
             bar.update(len(chunk))
     return ok
 
 
-def report_skipped(skipped: Iterable[str], total: int, where: str, show: int = 3) -> Optional[str]:
+def report_skipped(skipped: Iterable[str], total: int, where: str, show: int = 3) -> str | None:
     """Warn once about dropped files: how many, of how many, and the first few."""
     skipped = list(skipped)
     if not skipped:
@@ -94,14 +98,16 @@ def empty_class_folders(directory: str) -> list[str]:
 
     empty = []
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-        if entry.is_dir() and not any(has_file_allowed_extension(name, IMG_EXTENSIONS)
-                                      for _, _, names in os.walk(entry.path, followlinks=True)
-                                      for name in names):
+        if entry.is_dir() and not any(
+            has_file_allowed_extension(name, IMG_EXTENSIONS)
+            for _, _, names in os.walk(entry.path, followlinks=True)
+            for name in names
+        ):
             empty.append(entry.path)
     return empty
 
 
-def drop_unreadable(dataset, where: str) -> None:
+def drop_unreadable(dataset: Any, where: str) -> None:
     """Decode every file of a torchvision ``DatasetFolder`` once and drop the unreadable ones
     in place; their paths land in ``dataset.skipped``. A class left with nothing is an error:
     training on a class with no images would only fail later and less clearly."""
@@ -112,6 +118,8 @@ def drop_unreadable(dataset, where: str) -> None:
     left = set(dataset.targets)
     lost = [f"{where}/{c}" for c, i in dataset.class_to_idx.items() if i not in left]
     if lost:
-        raise UserError(f"ImageFolder class folder(s) with no readable images: {', '.join(lost)} "
-                        f"({len(dataset.skipped)} unreadable files skipped in {where})")
+        raise UserError(
+            f"ImageFolder class folder(s) with no readable images: {', '.join(lost)} "
+            f"({len(dataset.skipped)} unreadable files skipped in {where})"
+        )
     report_skipped(dataset.skipped, len(ok), where)

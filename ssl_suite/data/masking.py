@@ -3,11 +3,12 @@
 Indices here count patches (0 .. n-1, row-major over the patch grid), never prefix tokens;
 ``with_prefix`` converts them to token indices for a ViT with a class token.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -26,8 +27,9 @@ class RandomMask:
     restore: Tensor  # (B, n): cat([keep, masked], 1).gather(1, restore) == arange(n)
 
 
-def random_masking(batch_size: int, num_patches: int, mask_ratio: float = 0.75,
-                   device=None, generator: Optional[torch.Generator] = None) -> RandomMask:
+def random_masking(
+    batch_size: int, num_patches: int, mask_ratio: float = 0.75, device=None, generator: torch.Generator | None = None
+) -> RandomMask:
     """MAE: keep round(n (1 - ratio)) patches per image, chosen by sorting uniform noise."""
     check_ratio(mask_ratio)
     n_keep = max(1, round(num_patches * (1 - mask_ratio)))
@@ -74,10 +76,18 @@ def _indices(mask: Tensor, k: int, generator) -> Tensor:
     return noise.argsort(dim=1)[:, :k].sort(dim=1).values
 
 
-def multiblock_masks(batch_size: int, grid: tuple[int, int], num_targets: int = 4,
-                     target_scale: Sequence[float] = (0.15, 0.2), target_aspect: Sequence[float] = (0.75, 1.5),
-                     context_scale: Sequence[float] = (0.85, 1.0), min_context: int = 10,
-                     max_tries: int = 20, device=None, generator: Optional[torch.Generator] = None) -> MultiBlockMask:
+def multiblock_masks(
+    batch_size: int,
+    grid: tuple[int, int],
+    num_targets: int = 4,
+    target_scale: Sequence[float] = (0.15, 0.2),
+    target_aspect: Sequence[float] = (0.75, 1.5),
+    context_scale: Sequence[float] = (0.85, 1.0),
+    min_context: int = 10,
+    max_tries: int = 20,
+    device=None,
+    generator: torch.Generator | None = None,
+) -> MultiBlockMask:
     """I-JEPA: ``num_targets`` target blocks and one context block (aspect 1) per image, target
     patches removed from the context. Block sizes are drawn once per batch, positions per image;
     images whose context keeps fewer than ``min_context`` patches are redrawn, and every context
@@ -99,12 +109,15 @@ def multiblock_masks(batch_size: int, grid: tuple[int, int], num_targets: int = 
         if not redo.any():
             break
     else:
-        raise ValueError(f"could not keep {min_context} context patches in a {grid[0]}x{grid[1]} grid with "
-                         f"{num_targets} targets of {t_size[0]}x{t_size[1]} patches; lower min_context or the target scale")
+        raise ValueError(
+            f"could not keep {min_context} context patches in a {grid[0]}x{grid[1]} grid with "
+            f"{num_targets} targets of {t_size[0]}x{t_size[1]} patches; lower min_context or the target scale"
+        )
     k = int(context.flatten(1).sum(1).min())
-    return MultiBlockMask(_indices(context.flatten(1), k, generator),
-                          [_indices(targets[:, i].flatten(1), t_size[0] * t_size[1], generator)
-                           for i in range(num_targets)])
+    return MultiBlockMask(
+        _indices(context.flatten(1), k, generator),
+        [_indices(targets[:, i].flatten(1), t_size[0] * t_size[1], generator) for i in range(num_targets)],
+    )
 
 
 def with_prefix(patch_idx: Tensor, num_prefix_tokens: int = 1) -> Tensor:

@@ -7,12 +7,13 @@ scikit-image (CC0). In train the background agrees with the label with probabili
 four groups (g = 2y + a) in equal numbers, which exposes that shortcut as a low worst-group
 accuracy. ``GroupCSVDataset`` reads the same kind of set from files (Waterbirds, CelebA).
 """
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -45,8 +46,9 @@ def textures() -> np.ndarray:
     from skimage import data
 
     f = 512 // TEXTURE_SIZE
-    return np.stack([t.reshape(TEXTURE_SIZE, f, TEXTURE_SIZE, f).mean(axis=(1, 3))
-                     for t in (data.grass(), data.brick())]).astype(np.float32)
+    return np.stack(
+        [t.reshape(TEXTURE_SIZE, f, TEXTURE_SIZE, f).mean(axis=(1, 3)) for t in (data.grass(), data.brick())]
+    ).astype(np.float32)
 
 
 def composite(fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -69,7 +71,7 @@ def _assign_attrs(y: np.ndarray, split: str, correlation: float, rng) -> tuple[n
             n_agree = int(round(correlation * len(idx)))
             a = np.where(np.arange(len(idx)) < n_agree, c, 1 - c)
         else:
-            idx, a = idx[:2 * k], np.repeat([0, 1], k)
+            idx, a = idx[: 2 * k], np.repeat([0, 1], k)
         keep.append(idx)
         attrs.append(a)
     keep, attrs = np.concatenate(keep), np.concatenate(attrs)
@@ -77,8 +79,7 @@ def _assign_attrs(y: np.ndarray, split: str, correlation: float, rng) -> tuple[n
     return keep[order], attrs[order]
 
 
-def build_arrays(images: np.ndarray, labels: np.ndarray, split: str, correlation: float = 0.95,
-                 seed: int = 0) -> dict:
+def build_arrays(images: np.ndarray, labels: np.ndarray, split: str, correlation: float = 0.95, seed: int = 0) -> dict:
     """The split from Fashion-MNIST arrays (train arrays for 'train'/'val', test arrays for
     'test'): dict of images (N, 28, 28) uint8, y, a, the source index of each item in the given
     arrays and the crop offset (row, col) in its 128x128 texture. Vectorised; deterministic."""
@@ -103,13 +104,14 @@ def build_arrays(images: np.ndarray, labels: np.ndarray, split: str, correlation
 
 
 @lru_cache(maxsize=6)
-def _cached(split: str, root: Optional[str], correlation: float, seed: int) -> dict:
+def _cached(split: str, root: str | None, correlation: float, seed: int) -> dict:
     images, labels = load_fashion_mnist("test" if split == "test" else "train", root)
     return build_arrays(images, labels, split, correlation, seed)
 
 
-def spurious_fashion(split: str, transform: Optional[Callable] = None, root: Optional[str] = None,
-                     correlation: float = 0.95, seed: int = 0) -> GroupArrayDataset:
+def spurious_fashion(
+    split: str, transform: Callable | None = None, root: str | None = None, correlation: float = 0.95, seed: int = 0
+) -> GroupArrayDataset:
     """Fashion-MNIST on grass/brick: split 'train' (P(a = y) = correlation), 'val' or 'test'
     (groups balanced). Items are (transform(PIL RGB image), y); see ``.attrs`` and ``.groups``."""
     if split not in SPLITS:
@@ -117,8 +119,14 @@ def spurious_fashion(split: str, transform: Optional[Callable] = None, root: Opt
     if not 0.0 <= float(correlation) <= 1.0:
         raise UserError(f"spurious_fashion correlation must lie in [0, 1], got {correlation}")
     arrays = _cached(split, root, float(correlation), int(seed))
-    return GroupArrayDataset(arrays["images"], arrays["y"], arrays["a"], transform,
-                             classes=("upper body", "footwear"), attr_names=("grass", "brick"))
+    return GroupArrayDataset(
+        arrays["images"],
+        arrays["y"],
+        arrays["a"],
+        transform,
+        classes=("upper body", "footwear"),
+        attr_names=("grass", "brick"),
+    )
 
 
 CSV_COLUMNS = ("path", "label", "group")
@@ -141,7 +149,7 @@ class GroupCSVDataset(torch.utils.data.Dataset):
     (transform(PIL RGB image), label index); ``classes`` are the sorted label values as strings,
     ``groups = label * num_attrs + a`` with num_attrs = max(a) + 1."""
 
-    def __init__(self, csv_path: str, transform: Optional[Callable] = None, root: Optional[str] = None):
+    def __init__(self, csv_path: str, transform: Callable | None = None, root: str | None = None):
         csv_path = Path(csv_path).expanduser()
         if not csv_path.is_file():
             raise UserError(f"group CSV not found: {csv_path}")
@@ -153,8 +161,10 @@ class GroupCSVDataset(torch.utils.data.Dataset):
             if sorted(header) != sorted(CSV_COLUMNS):
                 unknown = [c for c in header if c not in CSV_COLUMNS]
                 missing = [c for c in CSV_COLUMNS if c not in header]
-                raise UserError(f"{csv_path}: bad header (unknown columns: {', '.join(unknown) or 'none'}; "
-                                f"missing: {', '.join(missing) or 'none'}); expected exactly {','.join(CSV_COLUMNS)}")
+                raise UserError(
+                    f"{csv_path}: bad header (unknown columns: {', '.join(unknown) or 'none'}; "
+                    f"missing: {', '.join(missing) or 'none'}); expected exactly {','.join(CSV_COLUMNS)}"
+                )
             reader.fieldnames = header
             for row in reader:
                 line = reader.line_num

@@ -1,7 +1,8 @@
 """Image transforms: SSL views (lightly's SimCLR view transform) and the frozen-eval transform."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torchvision.transforms as T
@@ -13,17 +14,33 @@ def normalize_dict(mean: Sequence[float], std: Sequence[float]) -> dict:
     return {"mean": list(mean), "std": list(std)}
 
 
-def ssl_views(num_views: int, image_size: int, mean, std, *, min_scale: float = 0.08,
-              cj_prob: float = 0.8, cj_strength: float = 1.0, random_gray_scale: float = 0.2,
-              gaussian_blur: float = 0.5, hf_prob: float = 0.5) -> MultiViewTransform:
+def ssl_views(
+    num_views: int,
+    image_size: int,
+    mean,
+    std,
+    *,
+    min_scale: float = 0.08,
+    cj_prob: float = 0.8,
+    cj_strength: float = 1.0,
+    random_gray_scale: float = 0.2,
+    gaussian_blur: float = 0.5,
+    hf_prob: float = 0.5,
+) -> MultiViewTransform:
     """``num_views`` independently augmented views of one image (SimCLR's recipe, sized to the data).
 
     Small images (CIFAR, Fashion-MNIST) want weaker colour jitter (0.5) and no blur: lightly's advice.
     """
     view = SimCLRViewTransform(
-        input_size=image_size, cj_prob=cj_prob, cj_strength=cj_strength, min_scale=min_scale,
-        random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, hf_prob=hf_prob,
-        normalize=normalize_dict(mean, std))
+        input_size=image_size,
+        cj_prob=cj_prob,
+        cj_strength=cj_strength,
+        min_scale=min_scale,
+        random_gray_scale=random_gray_scale,
+        gaussian_blur=gaussian_blur,
+        hf_prob=hf_prob,
+        normalize=normalize_dict(mean, std),
+    )
     return MultiViewTransform([view] * num_views)
 
 
@@ -39,17 +56,31 @@ class DeviceViews(torch.nn.Module):
     CPU workers: input (B, C, H, W) floats in [0, 1], output M normalised views (B, C, size, size).
     Solarize (BYOL's second view) is off by default, as in SimCLR."""
 
-    def __init__(self, num_views: int, image_size: int, mean, std, *, min_scale: float = 0.08,
-                 cj_prob: float = 0.8, cj_strength: float = 1.0, random_gray_scale: float = 0.2,
-                 gaussian_blur: float = 0.5, hf_prob: float = 0.5, solarize_prob: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_views: int,
+        image_size: int,
+        mean,
+        std,
+        *,
+        min_scale: float = 0.08,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.5,
+        hf_prob: float = 0.5,
+        solarize_prob: float = 0.0,
+    ) -> None:
         super().__init__()
         import kornia.augmentation as K
 
         s = cj_strength
-        steps = [K.RandomResizedCrop((image_size, image_size), scale=(min_scale, 1.0)),
-                 K.RandomHorizontalFlip(p=hf_prob),
-                 K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cj_prob),
-                 K.RandomGrayscale(p=random_gray_scale)]
+        steps = [
+            K.RandomResizedCrop((image_size, image_size), scale=(min_scale, 1.0)),
+            K.RandomHorizontalFlip(p=hf_prob),
+            K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cj_prob),
+            K.RandomGrayscale(p=random_gray_scale),
+        ]
         if gaussian_blur > 0:  # kernel ~10% of the image, odd, sigma as lightly's (0.1, 2)
             steps.append(K.RandomGaussianBlur(int(0.1 * image_size) // 2 * 2 + 1, (0.1, 2.0), p=gaussian_blur))
         if solarize_prob > 0:

@@ -5,6 +5,7 @@ new random-resized crop + flip every epoch. This path runs the frozen backbone i
 through lightly's ``LinearClassifier`` (a Lightning module: DDP, precision and logging come
 from the Trainer), with MAE's BatchNorm-without-affine in front of the linear layer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,29 +36,53 @@ class Pooled(nn.Module):
 
 def probe_train_transform(data_cfg: DictConfig) -> T.Compose:
     """MAE's linear-probe augmentation: random resized crop (0.08-1) + horizontal flip."""
-    return T.Compose([T.RandomResizedCrop(data_cfg.image_size, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
-                      T.ToTensor(), T.Normalize(list(data_cfg.mean), list(data_cfg.std))])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(data_cfg.image_size, scale=(0.08, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(list(data_cfg.mean), list(data_cfg.std)),
+        ]
+    )
 
 
 def augmented_linear_probe(cfg: DictConfig, backbone: nn.Module, name: str) -> dict:
     e, d = cfg.eval, cfg.data
-    train = first(build_dataset(d.dataset, d.train_split, probe_train_transform(d), d.root, d.download,
-                                skip_bad=d.skip_bad_images), e.train_subset)
+    train = first(
+        build_dataset(
+            d.dataset, d.train_split, probe_train_transform(d), d.root, d.download, skip_bad=d.skip_bad_images
+        ),
+        e.train_subset,
+    )
     test = eval_dataset(d, d.eval_split)
     num_classes = count_classes(train)
     model = Pooled(backbone, e.pooling)
     dim = pool_features(backbone.eval(), test[0][0][None], e.pooling).shape[1]
-    classifier = LinearClassifier(model, batch_size_per_device=e.linear_batch_size, lr=e.linear_lr,
-                                  feature_dim=dim, num_classes=num_classes, topk=(1, min(5, num_classes)))
+    classifier = LinearClassifier(
+        model,
+        batch_size_per_device=e.linear_batch_size,
+        lr=e.linear_lr,
+        feature_dim=dim,
+        num_classes=num_classes,
+        topk=(1, min(5, num_classes)),
+    )
     classifier.classification_head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), classifier.classification_head)
     loader = dict(batch_size=e.linear_batch_size, num_workers=d.num_workers)
-    trainer = pl.Trainer(max_epochs=e.linear_epochs, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-                         precision=cfg.trainer.precision, enable_checkpointing=False,
-                         logger=TensorBoardLogger(Path(cfg.output_dir) / "tensorboard", name=f"linear_augmented/{name}"))
+    trainer = pl.Trainer(
+        max_epochs=e.linear_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        enable_checkpointing=False,
+        logger=TensorBoardLogger(Path(cfg.output_dir) / "tensorboard", name=f"linear_augmented/{name}"),
+    )
     trainer.fit(classifier, DataLoader(train, shuffle=True, drop_last=True, **loader), DataLoader(test, **loader))
     metrics = trainer.validate(classifier, DataLoader(test, **loader), verbose=False)[0]
     top5 = min(5, num_classes)
-    return {"top1": 100 * metrics["val_top1"], "top5": 100 * metrics[f"val_top{top5}"],
-            "protocol": f"BN(no affine)+linear trained on augmented images on the fly (random resized crop "
-                        f"0.08-1 + flip), SGD lr {e.linear_lr}*batch/256 cosine, {e.linear_epochs} epochs, "
-                        f"batch {e.linear_batch_size}; top5 = top-{top5}"}
+    return {
+        "top1": 100 * metrics["val_top1"],
+        "top5": 100 * metrics[f"val_top{top5}"],
+        "protocol": f"BN(no affine)+linear trained on augmented images on the fly (random resized crop "
+        f"0.08-1 + flip), SGD lr {e.linear_lr}*batch/256 cosine, {e.linear_epochs} epochs, "
+        f"batch {e.linear_batch_size}; top5 = top-{top5}",
+    }

@@ -8,9 +8,8 @@ the logistic probe, L2 normalisation in kNN, MSN's row normalisation in few-shot
 can be area-downsampled first (``size``; e.g. 32 for ImageNet, where 150k-dimensional pixels
 would not fit a kNN bank): a floor, not a competitor.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 class RawPixels(nn.Module):
     pools_itself = True  # eval.features: forward gives the features, no token pooling
 
-    def __init__(self, size: Optional[int] = None) -> None:
+    def __init__(self, size: int | None = None) -> None:
         super().__init__()
         self.size = size
 

@@ -7,6 +7,7 @@ ECE = sum over bins of |accuracy - mean confidence| x fraction of samples in the
 All values are fractions in [0, 1], not percent (unlike the top-k accuracies).
 Brier score: mean over samples of sum_k (p_k - 1[y = k])^2, in [0, 2].
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,11 +18,17 @@ from torch import Tensor
 
 def _check(probs: Tensor, labels: Tensor, n_bins: int = 1) -> tuple[Tensor, Tensor]:
     if probs.ndim != 2 or labels.ndim != 1 or len(probs) != len(labels) or len(probs) == 0:
-        raise ValueError(f"need probs (N, C) and labels (N,) with N > 0, got {tuple(probs.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"need probs (N, C) and labels (N,) with N > 0, got {tuple(probs.shape)} and {tuple(labels.shape)}"
+        )
     if not probs.dtype.is_floating_point or labels.dtype.is_floating_point:
         raise ValueError(f"probs must be floating point and labels integer, got {probs.dtype} and {labels.dtype}")
     p = probs.detach().double().cpu()
-    if not torch.isfinite(p).all() or (p < 0).any() or not torch.allclose(p.sum(1), torch.ones(len(p), dtype=p.dtype), atol=1e-4):
+    if (
+        not torch.isfinite(p).all()
+        or (p < 0).any()
+        or not torch.allclose(p.sum(1), torch.ones(len(p), dtype=p.dtype), atol=1e-4)
+    ):
         raise ValueError("probs must be finite, non-negative, with rows summing to 1 (apply softmax to logits)")
     if labels.min() < 0 or labels.max() >= p.shape[1]:
         raise ValueError(f"labels must lie in [0, {p.shape[1]})")
@@ -63,8 +70,11 @@ def calibration(logits: Tensor, labels: Tensor, n_bins: int = 15) -> dict:
         raise ValueError(f"need floating-point logits (N, C), got {logits.dtype} {tuple(logits.shape)}")
     p, y = _check(torch.softmax(logits.detach().double().cpu(), 1), labels, n_bins)
     count, acc, conf = _bins(p, y, n_bins)
-    return {"ece": _ece(count, acc, conf), "brier": brier_score(p, y),
-            "bins": [{"count": int(n), "accuracy": float(a), "confidence": float(c)} for n, a, c in zip(count, acc, conf)]}
+    return {
+        "ece": _ece(count, acc, conf),
+        "brier": brier_score(p, y),
+        "bins": [{"count": int(n), "accuracy": float(a), "confidence": float(c)} for n, a, c in zip(count, acc, conf)],
+    }
 
 
 def reliability_diagram(probs: Tensor, labels: Tensor, path: str | Path, n_bins: int = 15, title: str = "") -> Path:
@@ -82,8 +92,13 @@ def reliability_diagram(probs: Tensor, labels: Tensor, path: str | Path, n_bins:
     filled = count > 0
     ax.bar(centres[filled].numpy(), acc[filled].numpy(), width=1 / n_bins, edgecolor="black", label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy",
-           title=f"{title + ': ' if title else ''}ECE = {ece:.4f}")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (max probability)",
+        ylabel="accuracy",
+        title=f"{title + ': ' if title else ''}ECE = {ece:.4f}",
+    )
     ax.legend(loc="upper left")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

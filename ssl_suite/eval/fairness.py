@@ -5,22 +5,25 @@ groups and badly on the rare ones. Worst-group accuracy and the gap between the 
 of one class show it; the train-weighted average is the number Waterbirds papers report as
 "average accuracy" (the test groups are balanced there, train ones are not).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Union
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-Counts = Union[Mapping, torch.Tensor, np.ndarray]
+Counts = Mapping | torch.Tensor | np.ndarray
 
 
 def _vector(name: str, values) -> np.ndarray:
     arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one class index per item), got shape {tuple(arr.shape)}"
-                         + ("; pass logits.argmax(1)" if name == "pred" and arr.ndim == 2 else ""))
+        raise ValueError(
+            f"{name} must be 1-D (one class index per item), got shape {tuple(arr.shape)}"
+            + ("; pass logits.argmax(1)" if name == "pred" and arr.ndim == 2 else "")
+        )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)
@@ -48,7 +51,7 @@ def _weight(counts: Counts, y: int, a: int) -> float:
     return float(table[y, a])
 
 
-def group_metrics(pred, labels, attrs, train_group_counts: Optional[Counts] = None) -> dict:
+def group_metrics(pred, labels, attrs, train_group_counts: Counts | None = None) -> dict:
     """Accuracies in percent: ``per_group`` {"y=Y,a=A": acc} for each group in the data,
     ``average`` (accuracies of the groups in the data weighted by their train counts; by test counts, i.e. plain
     accuracy, when none are given), ``worst_group`` (lowest group accuracy) and
@@ -61,8 +64,7 @@ def group_metrics(pred, labels, attrs, train_group_counts: Optional[Counts] = No
     if not len(y):
         raise ValueError("group_metrics needs at least one item")
     correct = pred == y
-    acc = {(gy, ga): 100.0 * float(correct[(y == gy) & (a == ga)].mean())
-           for gy, ga in sorted(group_counts(y, a))}
+    acc = {(gy, ga): 100.0 * float(correct[(y == gy) & (a == ga)].mean()) for gy, ga in sorted(group_counts(y, a))}
     if train_group_counts is None:
         average = 100.0 * float(correct.mean())
     else:

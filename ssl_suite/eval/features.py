@@ -9,6 +9,7 @@ Pooling (tokens come from ``forward_features``, i.e. after the final norm):
 - ``"cls_last:K"``: the class tokens of the last K blocks, each passed through ``model.norm``,
   concatenated in block order (DINO's linear-eval variant), giving K * C features.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,7 +82,7 @@ def _canonical(meta: dict[str, Any]) -> str:
     try:
         return json.dumps(meta, sort_keys=True)
     except TypeError as e:
-        raise ValueError(f"cache meta must be JSON-serialisable (str/int/float/bool/list/dict): {e}")
+        raise ValueError(f"cache meta must be JSON-serialisable (str/int/float/bool/list/dict): {e}") from None
 
 
 def cache_file(cache_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
@@ -102,8 +103,10 @@ def _load_cache(path: Path, meta: dict[str, Any]) -> tuple[Tensor, Tensor] | Non
     stored = blob["meta"]
     other = {k: stored.get(k) for k in BACKBONE_KEYS if k in meta and stored.get(k) != meta[k]}
     if other:  # a file of this name can only come from elsewhere (names hash the meta): never reuse it
-        raise ValueError(f"features cache {path} was made by another backbone ({other}), not "
-                         f"{ {k: meta[k] for k in other} }; delete it or evaluate into another output_dir")
+        raise ValueError(
+            f"features cache {path} was made by another backbone ({other}), not "
+            f"{ {k: meta[k] for k in other} }; delete it or evaluate into another output_dir"
+        )
     if stored != meta:
         return None
     return blob["features"], blob["labels"]

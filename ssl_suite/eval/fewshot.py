@@ -9,6 +9,7 @@ points with the choice of labelled samples, so each setting runs on ``num_splits
 reported as mean +- std (numpy's default, ddof=0); the splits can be written to JSON and
 reloaded so that other runs use exactly the same samples.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,6 @@ from torch import Tensor
 from .linear import check_features, topk_accuracy
 from .logistic import affine_logits, fit_logistic
 
-
 MSN_C = 4000.0  # 1 / (lambda n) with MSN's lambda = 0.00025 / n
 
 
@@ -33,19 +33,26 @@ def msn_normalize(x: Tensor) -> Tensor:
     return F.normalize(x - x.mean(dim=1, keepdim=True), dim=1)
 
 
-def fewshot_splits(train_y: Tensor, shots: int | None = None, percent: float | None = None,
-                   num_splits: int = 5, seed: int = 0) -> list[Tensor]:
+def fewshot_splits(
+    train_y: Tensor, shots: int | None = None, percent: float | None = None, num_splits: int = 5, seed: int = 0
+) -> list[Tensor]:
     """``num_splits`` sorted LongTensors of train indices: exactly ``shots`` per class, or per class
     ``max(1, round(percent / 100 * n_c))`` of its n_c samples. Split i depends only on (seed, i)."""
     if (shots is None) == (percent is None):
         raise ValueError("give exactly one of shots and percent")
     if shots is not None and shots < 1 or percent is not None and not 0 < percent <= 100 or num_splits < 1:
-        raise ValueError(f"need shots >= 1 or 0 < percent <= 100, and num_splits >= 1, got {shots}, {percent}, {num_splits}")
+        raise ValueError(
+            f"need shots >= 1 or 0 < percent <= 100, and num_splits >= 1, got {shots}, {percent}, {num_splits}"
+        )
     y = np.asarray(train_y.cpu(), dtype=np.int64)
     if y.ndim != 1 or len(y) == 0 or y.min() < 0:
         raise ValueError("train_y must be a non-empty 1-D tensor of non-negative labels")
     classes, counts = np.unique(y, return_counts=True)
-    take = np.full(len(classes), shots) if shots is not None else np.maximum(1, np.round(percent / 100 * counts)).astype(int)
+    take = (
+        np.full(len(classes), shots)
+        if shots is not None
+        else np.maximum(1, np.round(percent / 100 * counts)).astype(int)
+    )
     if (take > counts).any():
         c = classes[np.argmax(take > counts)]
         raise ValueError(f"class {c} has {counts[classes == c][0]} samples, fewer than the {shots} shots asked")
@@ -71,7 +78,9 @@ def load_splits(path: str | Path, meta: dict) -> list[Tensor]:
     if data.get("meta") != want:
         got = data.get("meta") or {}
         diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
-        raise ValueError(f"splits in {path} were made for other settings (differ in {diff}): delete it or change splits_dir")
+        raise ValueError(
+            f"splits in {path} were made for other settings (differ in {diff}): delete it or change splits_dir"
+        )
     return [torch.tensor(s, dtype=torch.long) for s in data["splits"]]
 
 
@@ -81,7 +90,11 @@ def _label_digest(y: Tensor) -> str:
 
 
 def fewshot_probe(
-    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
     shots: Sequence[int] = (1, 2, 5),
     percents: Sequence[float] = (1.0,),
     num_splits: int = 5,
@@ -114,17 +127,28 @@ def fewshot_probe(
             splits = fewshot_splits(train_y, num_splits=num_splits, seed=seed, **kw)
             if path is not None:
                 save_splits(path, splits, meta)
-        accs = [_fit_and_score(train_x[s], train_y[s], test_x, test_y, num_classes, C, max_iter, device) for s in splits]
+        accs = [
+            _fit_and_score(train_x[s], train_y[s], test_x, test_y, num_classes, C, max_iter, device) for s in splits
+        ]
         result[key] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_split": accs}
     result["protocol"] = (
         f"MSN low-shot: rows centred and L2-normalised, multinomial logistic regression without intercept, "
         f"L2 C={C:g} (lambda = 1/(C n){' = MSN 0.00025/n' if C == MSN_C else ''}), L-BFGS max_iter={max_iter}; "
-        f"test top-1 mean +- std (ddof=0) over {num_splits} seeded splits (seed {seed}) per setting")
+        f"test top-1 mean +- std (ddof=0) over {num_splits} seeded splits (seed {seed}) per setting"
+    )
     return result
 
 
-def _fit_and_score(x: Tensor, y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
-                   C: float, max_iter: int, device: str | torch.device) -> float:
+def _fit_and_score(
+    x: Tensor,
+    y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    C: float,
+    max_iter: int,
+    device: str | torch.device,
+) -> float:
     """MSN: normalise rows, fit without intercept, and return test top-1 (%)."""
     x = x.to(device, torch.float32)
     w, b = fit_logistic(msn_normalize(x), y, num_classes, C=C, max_iter=max_iter, device=device, fit_intercept=False)

@@ -7,6 +7,7 @@ classes no neighbour voted for are never credited by luck). DINO: k = 20, T = 0.
 Memory stays at about ``chunk_size x bank_chunk_size`` similarities whatever the data size: queries
 are processed in chunks, and the train bank is scanned in chunks with a running top-k merge.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,7 +33,11 @@ def _topk_neighbours(q: Tensor, bank: Tensor, k: int, bank_chunk_size: int) -> t
 
 
 def knn_classify(
-    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
     k: int | Sequence[int] = 20,
     temperature: float = 0.07,
     num_classes: int | None = None,
@@ -72,9 +77,11 @@ def knn_classify(
             ranks[kk].append(true_class_rank(scores, y).cpu())
 
     results = {
-        kk: {**accuracy_from_ranks(torch.cat(ranks[kk]), num_classes, (1, 5)),
-             "protocol": f"weighted kNN (DINO): L2-normalised, cosine, k={kk}, weights exp(sim/{temperature}); "
-                         f"top5 = top-{min(5, num_classes)}"}
+        kk: {
+            **accuracy_from_ranks(torch.cat(ranks[kk]), num_classes, (1, 5)),
+            "protocol": f"weighted kNN (DINO): L2-normalised, cosine, k={kk}, weights exp(sim/{temperature}); "
+            f"top5 = top-{min(5, num_classes)}",
+        }
         for kk in ks
     }
     return results[k] if single else results

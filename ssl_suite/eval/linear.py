@@ -10,6 +10,7 @@ no weight decay) follow MAE's probe except the batch (MAE: 16384 with LARS); 102
 60k samples, which trains a 384-d probe in seconds on 2 CPU cores. At MAE's own batch
 (``optimizer="lars"``, 16384, lr 0.1 x 16384 / 256 = 6.4) the step size rests on LARS's trust ratio.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,7 @@ def check_split(x: Tensor, y: Tensor, prefix: str = "") -> None:
         raise ValueError(f"{prefix}x must be floating point and y integer, got {x.dtype} and {y.dtype}")
 
 
-def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
-                   num_classes: int | None) -> int:
+def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int | None) -> int:
     """Validate a train/test feature split; return the number of classes."""
     check_split(train_x, train_y, "train: ")
     check_split(test_x, test_y, "test: ")
@@ -67,23 +67,28 @@ def check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
 PROBE_OPTIMIZERS = ("sgd", "lars")
 
 
-def probe_optimizer(linear: nn.Linear, name: str, lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def probe_optimizer(
+    linear: nn.Linear, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """SGD or MAE's LARS for the probe's linear layer; the bias gets no weight decay (MAE)."""
-    groups = [{"params": [linear.weight], "weight_decay": weight_decay},
-              {"params": [linear.bias], "weight_decay": 0.0}]
+    groups = [{"params": [linear.weight], "weight_decay": weight_decay}, {"params": [linear.bias], "weight_decay": 0.0}]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     # MAE's probe optimizer (facebookresearch/mae util/lars.py): the trust ratio scales the weight's
     # update whatever the weight decay. timm's Lars does that with always_adapt; lightly's LARS
     # skips the ratio when the weight decay is 0, which MAE's probe (wd 0, lr 6.4) depends on.
     from timm.optim import Lars
+
     groups[0]["always_adapt"] = True
     return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001)
 
 
 def linear_probe(
-    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
     num_classes: int | None = None,
     epochs: int = 90,
     batch_size: int = 1024,
@@ -127,23 +132,36 @@ def linear_probe(
         # save, catastrophically so on a busy machine (measured 1.7 ms vs 130 ms per step).
         torch.set_num_threads(1)
     try:
-        logits = _train_and_predict(head, opt, train_x, train_y, test_x, device, epochs,
-                                    warmup_epochs, batch, peak_lr, gen, progress)
+        logits = _train_and_predict(
+            head, opt, train_x, train_y, test_x, device, epochs, warmup_epochs, batch, peak_lr, gen, progress
+        )
     finally:
         torch.set_num_threads(threads)
     result: dict = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
     result["protocol"] = (
         f"BN(no affine)+linear on frozen features, {optimizer.upper()} momentum={momentum} "
         f"wd={weight_decay}, lr={lr}*{batch}/256={peak_lr:g}, {warmup_epochs} warm-up epochs + cosine, "
-        f"{epochs} epochs, batch {batch}, seed {seed}; top5 = top-{min(5, num_classes)}")
+        f"{epochs} epochs, batch {batch}, seed {seed}; top5 = top-{min(5, num_classes)}"
+    )
     if return_logits:
         result["logits"] = logits
     return result
 
 
-def _train_and_predict(head: nn.Module, opt: torch.optim.Optimizer, train_x: Tensor, train_y: Tensor,
-                       test_x: Tensor, device: str | torch.device, epochs: int, warmup_epochs: int,
-                       batch: int, peak_lr: float, gen: torch.Generator, progress: bool) -> Tensor:
+def _train_and_predict(
+    head: nn.Module,
+    opt: torch.optim.Optimizer,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    device: str | torch.device,
+    epochs: int,
+    warmup_epochs: int,
+    batch: int,
+    peak_lr: float,
+    gen: torch.Generator,
+    progress: bool,
+) -> Tensor:
     """Mini-batch training with per-step warm-up + cosine lr; returns test logits on CPU."""
     n = len(train_x)
     steps_per_epoch, total = n // batch, epochs * (n // batch)

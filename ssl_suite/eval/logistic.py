@@ -14,6 +14,7 @@ features of wildly different scales; a C grid only means something on a common s
 runs DINOv2's protocol: hold out a stratified ``val_fraction`` of train, fit each C on the rest,
 pick the C with the best held-out top-1, refit on all of train with it, report test top-1/top-5.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,7 +35,10 @@ def _check_xy(x: Tensor, y: Tensor, num_classes: int) -> None:
 
 
 def fit_logistic(
-    x: Tensor, y: Tensor, num_classes: int, *,
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    *,
     C: float = 1.0,
     max_iter: int = 1000,
     tol: float = 1e-4,
@@ -55,18 +59,24 @@ def fit_logistic(
     """
     _check_xy(x, y, num_classes)
     if not 0 < C < float("inf") or max_iter < 1 or tol <= 0 or history_size < 1:
-        raise ValueError(f"need finite C > 0, max_iter >= 1, tol > 0, history_size >= 1, "
-                         f"got {C}, {max_iter}, {tol}, {history_size}")
+        raise ValueError(
+            f"need finite C > 0, max_iter >= 1, tol > 0, history_size >= 1, got {C}, {max_iter}, {tol}, {history_size}"
+        )
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     n, dim = x.shape
     x, y = x.to(device, dtype), y.to(device).long()
     if init is None:
-        w, b = torch.zeros(num_classes, dim, device=device, dtype=dtype), torch.zeros(num_classes, device=device, dtype=dtype)
+        w, b = (
+            torch.zeros(num_classes, dim, device=device, dtype=dtype),
+            torch.zeros(num_classes, device=device, dtype=dtype),
+        )
     else:
         if tuple(init[0].shape) != (num_classes, dim) or tuple(init[1].shape) != (num_classes,):
-            raise ValueError(f"init must be (W ({num_classes}, {dim}), b ({num_classes},)), "
-                             f"got {tuple(init[0].shape)}, {tuple(init[1].shape)}")
+            raise ValueError(
+                f"init must be (W ({num_classes}, {dim}), b ({num_classes},)), "
+                f"got {tuple(init[0].shape)}, {tuple(init[1].shape)}"
+            )
         w, b = (t.detach().to(device, dtype).clone() for t in init)
     # Hand-written gradient (softmax - onehot) into preallocated buffers: fewer (N, K) passes and
     # allocations than autograd through cross_entropy, about a third cheaper per evaluation on CPU.
@@ -76,8 +86,16 @@ def fit_logistic(
     reg = 1.0 / (2.0 * C * n)  # the sklearn objective divided by n
     if not fit_intercept:
         b.zero_()
-    opt = torch.optim.LBFGS([w, b] if fit_intercept else [w], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=tol,
-                            tolerance_change=1e-12, history_size=history_size, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b] if fit_intercept else [w],
+        lr=1.0,
+        max_iter=max_iter,
+        max_eval=2 * max_iter,
+        tolerance_grad=tol,
+        tolerance_change=1e-12,
+        history_size=history_size,
+        line_search_fn="strong_wolfe",
+    )
 
     @torch.no_grad()
     def closure() -> Tensor:
@@ -136,7 +154,11 @@ def stratified_holdout(labels: Tensor, val_fraction: float, seed: int = 0) -> tu
 
 
 def logistic_probe(
-    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
     num_classes: int | None = None,
     Cs: Sequence[float] = DEFAULT_CS,
     val_fraction: float = 0.1,
@@ -174,11 +196,17 @@ def logistic_probe(
     w, b = fit_logistic(xtr, ytr, num_classes, C=best, init=solutions[best], **kw)
     logits = affine_logits(xte, w, b).float()
     result: dict = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
-    result.update(C=best, val_top1=val_top1, protocol=(
-        f"multinomial L2 logistic regression (sklearn objective sum CE + |W|^2/2C) on train-standardised features, "
-        f"full-batch L-BFGS {str(dtype).removeprefix('torch.')} max_iter={max_iter} tol={tol}; C chosen from "
-        f"{len(Cs)} values in [{Cs[0]:.3g}, {Cs[-1]:.3g}] by top-1 on a stratified {val_fraction:g} hold-out of train "
-        f"(seed {seed}), then refit on all train; top5 = top-{min(5, num_classes)}"))
+    result.update(
+        C=best,
+        val_top1=val_top1,
+        protocol=(
+            f"multinomial L2 logistic regression (sklearn objective sum CE + |W|^2/2C) on train-standardised features, "
+            f"full-batch L-BFGS {str(dtype).removeprefix('torch.')} max_iter={max_iter} tol={tol}; C chosen from "
+            f"{len(Cs)} values in [{Cs[0]:.3g}, {Cs[-1]:.3g}] by top-1 on a stratified {val_fraction:g} "
+            "hold-out of train "
+            f"(seed {seed}), then refit on all train; top5 = top-{min(5, num_classes)}"
+        ),
+    )
     if return_logits:
         result["logits"] = logits
     return result

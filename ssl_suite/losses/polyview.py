@@ -17,10 +17,11 @@ At M = 2 all three equal SimCLR's NT-Xent. With ``gather_distributed`` negatives
 every rank (gathered with gradient); each rank's loss is the mean over its own anchors, so DDP's
 gradient average equals the single-process gradient at the same global batch.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +32,9 @@ OBJECTIVES = ("geometric", "arithmetic", "multicrop")
 
 
 class PolyViewLoss(nn.Module):
-    def __init__(self, objective: str = "geometric", temperature: float = 0.1,
-                 gather_distributed: bool = False) -> None:
+    def __init__(
+        self, objective: str = "geometric", temperature: float = 0.1, gather_distributed: bool = False
+    ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -40,7 +42,7 @@ class PolyViewLoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.objective, self.temperature, self.gather_distributed = objective, temperature, gather_distributed
 
-    def forward(self, views: Union[Sequence[Tensor], Tensor]) -> Tensor:
+    def forward(self, views: Sequence[Tensor] | Tensor) -> Tensor:
         """``views``: M tensors (K, D), or one tensor (K, M, D)."""
         z = as_samples_by_views(views)
         z = F.normalize(z, dim=-1)
@@ -61,17 +63,17 @@ class PolyViewLoss(nn.Module):
             neg_a = torch.logsumexp(torch.diagonal(neg_views, dim1=1, dim2=3), dim=1)  # (K, M): views g = a
             neg_ab = torch.logsumexp(neg_views, dim=2)  # (K, M, M): [i, a, g], other samples' view g
             neg = torch.logaddexp(neg_a[:, :, None], neg_ab)  # only a != b is used
-            l = pos - torch.logaddexp(pos, neg)
-            return -(l[:, off_diag]).mean()
+            l_iab = pos - torch.logaddexp(pos, neg)
+            return -(l_iab[:, off_diag]).mean()
         neg = torch.logsumexp(s.masked_fill(same, -math.inf).flatten(2), dim=2)  # (K, M)
-        l = pos - torch.logaddexp(pos, neg[:, :, None])  # (K, M, M): l_iab
-        l = l[:, off_diag].view(K, M, M - 1)
+        l_iab = pos - torch.logaddexp(pos, neg[:, :, None])  # (K, M, M)
+        l_iab = l_iab[:, off_diag].view(K, M, M - 1)
         if self.objective == "geometric":
-            return -l.mean()
-        return -(torch.logsumexp(l, dim=2) - math.log(M - 1)).mean()
+            return -l_iab.mean()
+        return -(torch.logsumexp(l_iab, dim=2) - math.log(M - 1)).mean()
 
 
-def as_samples_by_views(views: Union[Sequence[Tensor], Tensor]) -> Tensor:
+def as_samples_by_views(views: Sequence[Tensor] | Tensor) -> Tensor:
     """(K, M, D) from M tensors (K, D) or a (K, M, D) tensor, with clear errors."""
     if isinstance(views, Tensor):
         if views.dim() != 3:

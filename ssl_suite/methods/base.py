@@ -4,12 +4,11 @@ A method subclasses ``SSLMethod`` and writes ``training_step``; everything a Tra
 (param groups, learning-rate scaling by the effective batch, warm-up + cosine schedule counted
 in epochs) lives here once.
 """
+
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
 import pytorch_lightning as pl
+import torch
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
@@ -17,14 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
-
 from .. import scaling
+from ..checkpoints import BACKBONE_PREFIX, ENCODERS_KEY
 from ..data import device_views
 from ..ema import EMATarget
-from ..checkpoints import BACKBONE_PREFIX, ENCODERS_KEY
 from ..models.backbone import build_backbone, check_image_size
 from ..resume import seed_batch
-
 
 OPTIMIZERS = ("adamw", "sgd", "lars")  # what configure_optimizers builds (optim.name)
 
@@ -38,8 +35,7 @@ class SSLMethod(pl.LightningModule):
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__()
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
-        self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True),
-                                   "num_classes": num_classes})
+        self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True), "num_classes": num_classes})
         self.cfg = cfg
         self.backbone = build_backbone(cfg.model)
         check_image_size(self.backbone, cfg.data.image_size, cfg.model.name)
@@ -47,7 +43,8 @@ class SSLMethod(pl.LightningModule):
         self.online_classifier = None
         if num_classes > 0:
             self.online_classifier = OnlineLinearClassifier(
-                self.backbone.num_features, num_classes, topk=(1, min(5, num_classes)))
+                self.backbone.num_features, num_classes, topk=(1, min(5, num_classes))
+            )
         else:
             rank_zero_info("[data] no labels: the online linear probe is off")
 
@@ -62,8 +59,9 @@ class SSLMethod(pl.LightningModule):
         from (seed, rank, batch number); with ``data.augment_on=device`` it becomes M views here."""
         if self._trainer is None or not self.trainer.training:
             return batch
-        seed_batch(self.cfg.seed, self.trainer.global_rank,
-                   self.trainer.fit_loop.epoch_loop.batch_progress.total.ready)  # this batch's number
+        seed_batch(
+            self.cfg.seed, self.trainer.global_rank, self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        )  # this batch's number
         if self.device_views is not None:
             images, targets = batch
             batch = (self.device_views(images), targets)
@@ -96,7 +94,7 @@ class SSLMethod(pl.LightningModule):
         device count or accumulation."""
         return self.trainer.global_step / max(1, self.trainer.estimated_stepping_batches)
 
-    ema_schedule: Optional[str] = None  # EMA-target methods: the momentum schedule to 1
+    ema_schedule: str | None = None  # EMA-target methods: the momentum schedule to 1
 
     def configure_optimizers(self):
         opt = self.cfg.optim
@@ -108,8 +106,10 @@ class SSLMethod(pl.LightningModule):
                 continue
             skip = p.ndim <= 1 or name.startswith("online_classifier") or "token" in name or "pos_embed" in name
             (no_decay if skip else decay).append(p)
-        groups = [{"params": decay, "weight_decay": opt.weight_decay, "decayed": True},
-                  {"params": no_decay, "weight_decay": 0.0, "decayed": False}]
+        groups = [
+            {"params": decay, "weight_decay": opt.weight_decay, "decayed": True},
+            {"params": no_decay, "weight_decay": 0.0, "decayed": False},
+        ]
         lr = self.scaled.lr
         if opt.name == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.scaled.betas, eps=self.scaled.eps)
@@ -121,9 +121,13 @@ class SSLMethod(pl.LightningModule):
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = min(total - 1, int(opt.warmup_epochs * steps_per_epoch))
         # lightly's schedule takes fractions of the peak lr.
-        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total,
-                                          warmup_start_value=self.scaled.warmup_start_lr / lr,
-                                          end_value=self.scaled.final_lr / lr)
+        scheduler = CosineWarmupScheduler(
+            optimizer,
+            warmup_epochs=warmup,
+            max_epochs=total,
+            warmup_start_value=self.scaled.warmup_start_lr / lr,
+            end_value=self.scaled.final_lr / lr,
+        )
         rank_zero_info(f"[scaling] {self.scaled.summary()}; warm-up {warmup} of {total} steps")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -132,8 +136,9 @@ class SSLMethod(pl.LightningModule):
         if self.scaled.weight_decay_end is None:
             return
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        wd = cosine_schedule(min(self.trainer.global_step, total), total + 1, self.scaled.weight_decay,
-                             self.scaled.weight_decay_end)
+        wd = cosine_schedule(
+            min(self.trainer.global_step, total), total + 1, self.scaled.weight_decay, self.scaled.weight_decay_end
+        )
         for group in self.trainer.optimizers[0].param_groups:
             if group["decayed"]:
                 group["weight_decay"] = wd
@@ -160,15 +165,18 @@ class EMATargetMethod(SSLMethod):
     def configure_optimizers(self):
         out = super().configure_optimizers()
         self.target.kappa = self.scaled.ema_kappa
-        rank_zero_info(f"[scaling] EMA momentum: rho(p)^{self.target.kappa:g}, rho_base {self.target.rho_base} "
-                       f"-> {self.target.momentum_at(0.0):.6g} at the start ({self.target.schedule} to 1)")
+        rank_zero_info(
+            f"[scaling] EMA momentum: rho(p)^{self.target.kappa:g}, rho_base {self.target.rho_base} "
+            f"-> {self.target.momentum_at(0.0):.6g} at the start ({self.target.schedule} to 1)"
+        )
         return out
 
     def on_train_start(self) -> None:
         super().on_train_start()
         if self.logger is not None:
-            self.logger.log_metrics({"scaling/ema_kappa": self.target.kappa,
-                                     "scaling/ema_momentum_start": self.target.momentum_at(0.0)})
+            self.logger.log_metrics(
+                {"scaling/ema_kappa": self.target.kappa, "scaling/ema_momentum_start": self.target.momentum_at(0.0)}
+            )
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)

@@ -7,6 +7,7 @@ kappa = effective batch / base batch (the rule; ``method.ema_scaling_rule=false`
 Loss: 2 - 2 cos(prediction, target projection), averaged over both view orders.
 The target moves once per optimizer step, not per micro-batch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,6 +45,10 @@ class BYOL(EMATargetMethod):
         t0, t1 = self.target(x).chunk(2)
         # NegativeCosineSimilarity is -cos: 2 - 2 cos = 2 + 2 * (-cos).
         loss = 2 + (self.criterion(p0, t1) + self.criterion(p1, t0))
-        self.log_dict({"train_loss": loss, "ema_momentum": self.ema_momentum()}, prog_bar=True, sync_dist=True,
-                      batch_size=len(targets))
+        self.log_dict(
+            {"train_loss": loss, "ema_momentum": self.ema_momentum()},
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(targets),
+        )
         return loss + self.online_probe(features[: len(targets)], targets, batch_idx)

@@ -8,6 +8,7 @@ context encoder sees the class token and the context patches only; the predictor
 stack of suite blocks, gets them with mask tokens at the target positions and predicts the
 targets. Loss: smooth L1. Sigmoid attention's bias follows each call's number of keys.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,17 @@ from .mae import masked_encoder
 class Predictor(nn.Module):
     """Context tokens + one query per target patch -> predicted target-encoder outputs."""
 
-    def __init__(self, num_patches: int, dim: int, width: int, depth: int, heads: int, num_prefix_tokens: int,
-                 attention: str, sigmoid_bias) -> None:
+    def __init__(
+        self,
+        num_patches: int,
+        dim: int,
+        width: int,
+        depth: int,
+        heads: int,
+        num_prefix_tokens: int,
+        attention: str,
+        sigmoid_bias,
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(dim, width)
         self.decoder = SuiteDecoder(num_patches, width, depth, heads, num_prefix_tokens, attention, sigmoid_bias)
@@ -40,7 +50,7 @@ class Predictor(nn.Module):
         x = self.embed(context) + get_at_index(positions, context_idx)
         queries = torch.cat([get_at_index(positions, idx) for idx in target_idx]) + self.decoder.mask_token
         x = torch.cat([x.repeat(len(target_idx), 1, 1), queries], dim=1)
-        return self.proj(self.decoder.decode(x)[:, context.shape[1]:])
+        return self.proj(self.decoder.decode(x)[:, context.shape[1] :])
 
 
 class IJEPA(EMATargetMethod):
@@ -56,12 +66,24 @@ class IJEPA(EMATargetMethod):
         self.grid = tuple(vit.patch_embed.grid_size)
         self.num_prefix = vit.num_prefix_tokens
         self.encoder = masked_encoder(vit)
-        self.predictor = Predictor(vit.patch_embed.num_patches, vit.embed_dim, m.decoder_dim, m.decoder_depth,
-                                   m.decoder_heads, self.num_prefix, cfg.model.attention, cfg.model.sigmoid_bias)
+        self.predictor = Predictor(
+            vit.patch_embed.num_patches,
+            vit.embed_dim,
+            m.decoder_dim,
+            m.decoder_depth,
+            m.decoder_heads,
+            self.num_prefix,
+            cfg.model.attention,
+            cfg.model.sigmoid_bias,
+        )
         self.target = EMATarget(self.encoder, m.momentum_base, self.ema_schedule)
-        self.mask_args = dict(num_targets=m.num_targets, target_scale=tuple(m.target_scale),
-                              target_aspect=tuple(m.target_aspect), context_scale=tuple(m.context_scale),
-                              min_context=m.min_context)
+        self.mask_args = dict(
+            num_targets=m.num_targets,
+            target_scale=tuple(m.target_scale),
+            target_aspect=tuple(m.target_aspect),
+            context_scale=tuple(m.context_scale),
+            min_context=m.min_context,
+        )
 
     def online_network(self) -> nn.Module:
         return self.encoder
@@ -82,8 +104,15 @@ class IJEPA(EMATargetMethod):
         pred = self.predictor(context, context_idx, target_idx)
         loss = F.smooth_l1_loss(pred, target)
         # Collapse shows first as a shrinking spread of the predictions across patches and images.
-        self.log_dict({"train_loss": loss, "ema_momentum": self.ema_momentum(),
-                       "pred_std": pred.detach().flatten(0, 1).std(0).mean(),
-                       "context_patches": float(masks.context.shape[1])},
-                      prog_bar=True, sync_dist=True, batch_size=len(labels))
+        self.log_dict(
+            {
+                "train_loss": loss,
+                "ema_momentum": self.ema_momentum(),
+                "pred_std": pred.detach().flatten(0, 1).std(0).mean(),
+                "context_patches": float(masks.context.shape[1]),
+            },
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(labels),
+        )
         return loss + self.online_probe(context[:, 0], labels, batch_idx)

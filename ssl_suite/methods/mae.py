@@ -9,6 +9,7 @@ normalised by its own mean and variance (``method.norm_pix_loss``).
 The backbone keeps timm's initialisation, as under every other objective here, so comparisons
 between objectives differ in the objective only.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,9 +53,16 @@ class MAE(SSLMethod):
         self.num_patches, self.num_prefix = vit.patch_embed.num_patches, vit.num_prefix_tokens
         self.encoder = masked_encoder(vit)
         self.decoder_embed = nn.Linear(vit.embed_dim, m.decoder_dim)
-        self.decoder = SuiteDecoder(self.num_patches, m.decoder_dim, m.decoder_depth, m.decoder_heads,
-                                    self.num_prefix, cfg.model.attention, cfg.model.sigmoid_bias)
-        self.prediction = nn.Linear(m.decoder_dim, self.patch_size ** 2 * vit.patch_embed.proj.in_channels)
+        self.decoder = SuiteDecoder(
+            self.num_patches,
+            m.decoder_dim,
+            m.decoder_depth,
+            m.decoder_heads,
+            self.num_prefix,
+            cfg.model.attention,
+            cfg.model.sigmoid_bias,
+        )
+        self.prediction = nn.Linear(m.decoder_dim, self.patch_size**2 * vit.patch_embed.proj.in_channels)
         self.shown_images = None  # the fixed batch for reconstructions
 
     def forward_encoder(self, images: Tensor, keep: Tensor) -> Tensor:

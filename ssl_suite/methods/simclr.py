@@ -7,6 +7,7 @@
 
 Negatives come from every device: both criteria gather embeddings with gradient.
 """
+
 from __future__ import annotations
 
 import torch

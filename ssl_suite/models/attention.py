@@ -6,16 +6,14 @@ between this layer and stock timm. ``attention="sigmoid"`` computes
 sigmoid(q k^T * scale + bias) v through ``flash_sigmoid.sigmoid_attention`` (bias None means
 -log(n_keys) at run time); ``attention="softmax"`` is timm's computation through SDPA.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Type
-
+import flash_sigmoid
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-import flash_sigmoid
 from flash_sigmoid import reference
+from torch import nn
 
 ATTENTION_MODES = ("sigmoid", "softmax")
 
@@ -25,19 +23,19 @@ class SigmoidAttention(nn.Module):
         self,
         dim: int,
         num_heads: int = 8,
-        attn_head_dim: Optional[int] = None,
-        dim_out: Optional[int] = None,
+        attn_head_dim: int | None = None,
+        dim_out: int | None = None,
         qkv_bias: bool = False,
         qk_norm: bool = False,
         scale_norm: bool = False,
         proj_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
-        norm_layer: Optional[Type[nn.Module]] = None,
+        norm_layer: type[nn.Module] | None = None,
         device=None,
         dtype=None,
         attention: str = "sigmoid",
-        sigmoid_bias: Optional[float] = None,
+        sigmoid_bias: float | None = None,
         **_ignored,  # keywords newer timm versions may pass (e.g. gated=False)
     ) -> None:
         super().__init__()
@@ -49,7 +47,7 @@ class SigmoidAttention(nn.Module):
             raise ValueError("SigmoidAttention: qk_norm/scale_norm need a norm_layer")
         self.num_heads, self.head_dim = num_heads, head_dim
         self.attn_dim = num_heads * head_dim
-        self.scale = head_dim ** -0.5
+        self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, self.attn_dim * 3, bias=qkv_bias, **dd)
         self.q_norm = norm_layer(head_dim, **dd) if qk_norm else nn.Identity()
         self.k_norm = norm_layer(head_dim, **dd) if qk_norm else nn.Identity()
@@ -59,7 +57,7 @@ class SigmoidAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         self.set_attention(attention, sigmoid_bias)
 
-    def set_attention(self, attention: str, sigmoid_bias: Optional[float] = None) -> None:
+    def set_attention(self, attention: str, sigmoid_bias: float | None = None) -> None:
         """Flip between sigmoid and softmax without touching the weights."""
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
@@ -70,17 +68,17 @@ class SigmoidAttention(nn.Module):
     def extra_repr(self) -> str:
         bias = "-log(n)" if self.sigmoid_bias is None else self.sigmoid_bias
         return f"attention={self.attention}, heads={self.num_heads}" + (
-            f", bias={bias}" if self.attention == "sigmoid" else "")
+            f", bias={bias}" if self.attention == "sigmoid" else ""
+        )
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
-                is_causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         B, N, _ = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.attention == "softmax":
             x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                dropout_p=self.attn_drop.p if self.training else 0.0)
+                q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.attn_drop.p if self.training else 0.0
+            )
         elif attn_mask is not None or is_causal:
             # Masks are rare in ViTs: the materialised path handles them exactly.
             if is_causal:
@@ -92,7 +90,7 @@ class SigmoidAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-def set_attention(model: nn.Module, attention: str, sigmoid_bias: Optional[float] = None) -> nn.Module:
+def set_attention(model: nn.Module, attention: str, sigmoid_bias: float | None = None) -> nn.Module:
     """Switch every SigmoidAttention layer in ``model``; returns the model."""
     for module in model.modules():
         if isinstance(module, SigmoidAttention):

@@ -3,6 +3,7 @@
 Shared by pretraining (``methods/``) and evaluation (``evaluate.py``), so evaluation never
 imports the training objectives to build a network.
 """
+
 from __future__ import annotations
 
 import timm
@@ -22,8 +23,9 @@ def build_backbone(model_cfg: DictConfig) -> nn.Module:
         return timm.create_model(model_cfg.name, pretrained=False, **kwargs)
     except RuntimeError as err:
         if "Unknown model" in str(err):
-            raise UserError(f"model.name={model_cfg.name!r} is not a timm model; sigmoid ViTs: "
-                            f"{', '.join(MODEL_NAMES)}") from None
+            raise UserError(
+                f"model.name={model_cfg.name!r} is not a timm model; sigmoid ViTs: {', '.join(MODEL_NAMES)}"
+            ) from None
         raise
 
 
@@ -37,5 +39,7 @@ def check_image_size(backbone: nn.Module, image_size: int, model_name: str) -> N
         raise UserError(f"data.image_size={image_size} is not divisible by the patch size {patch} of {model_name}")
     expected = patch_embed.img_size[0] if patch_embed.img_size is not None else image_size
     if image_size != expected and not getattr(patch_embed, "dynamic_img_size", False):
-        raise UserError(f"data.image_size={image_size} but {model_name} takes {expected} px images; "
-                        f"choose a model built for {image_size} px")
+        raise UserError(
+            f"data.image_size={image_size} but {model_name} takes {expected} px images; "
+            f"choose a model built for {image_size} px"
+        )

@@ -5,9 +5,8 @@ LayerScale on (the sigmoid-attention paper's stabilisers), so the state dict is 
 ViT's: ``VisionTransformer(qk_norm=True, init_values=...)`` of the same shape loads it strictly.
 ``attention="softmax"`` builds the identical network with softmax attention, for comparisons.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
@@ -23,9 +22,16 @@ WIDTHS = {  # embed_dim, depth, heads
 }
 # (width, patch, image size): ImageNet-scale models and small-image variants for 28-32 px data.
 VARIANTS = [
-    ("tiny", 16, 224), ("small", 16, 224), ("base", 16, 224),
-    ("nano", 7, 28), ("nano", 4, 28), ("tiny", 4, 28), ("small", 4, 28),
-    ("nano", 4, 32), ("tiny", 4, 32), ("small", 4, 32),
+    ("tiny", 16, 224),
+    ("small", 16, 224),
+    ("base", 16, 224),
+    ("nano", 7, 28),
+    ("nano", 4, 28),
+    ("tiny", 4, 28),
+    ("small", 4, 28),
+    ("nano", 4, 32),
+    ("tiny", 4, 32),
+    ("small", 4, 32),
 ]
 
 
@@ -33,11 +39,17 @@ def variant_name(width: str, patch: int, img_size: int) -> str:
     return f"vit_{width}_patch{patch}_{img_size}_sigmoid"
 
 
-def create_sigmoid_vit(variant: str, pretrained: bool = False, attention: str = "sigmoid",
-                       sigmoid_bias: Optional[float] = None, **kwargs) -> VisionTransformer:
+def create_sigmoid_vit(
+    variant: str, pretrained: bool = False, attention: str = "sigmoid", sigmoid_bias: float | None = None, **kwargs
+) -> VisionTransformer:
     model = build_model_with_cfg(
-        VisionTransformer, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-        attn_layer=SigmoidAttention, **kwargs)
+        VisionTransformer,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        attn_layer=SigmoidAttention,
+        **kwargs,
+    )
     return set_attention(model, attention, sigmoid_bias)
 
 
@@ -48,11 +60,21 @@ def _cfg(img_size: int) -> dict:
     learned at one size: fixed_input_size. crop_pct is the suite's eval transform (ImageNet:
     resize to size / 0.875 and centre-crop, MAE's probe; 28-32 px data: the image as it is)."""
     small = img_size <= 32
-    return dict(url="", num_classes=0, input_size=(3, img_size, img_size), fixed_input_size=True, pool_size=None,
-                crop_pct=1.0 if small else 0.875, crop_mode="center", interpolation="bicubic",
-                mean=(0.5, 0.5, 0.5) if small else (0.485, 0.456, 0.406),
-                std=(0.5, 0.5, 0.5) if small else (0.229, 0.224, 0.225),
-                first_conv="patch_embed.proj", classifier="head", license="apache-2.0")
+    return dict(
+        url="",
+        num_classes=0,
+        input_size=(3, img_size, img_size),
+        fixed_input_size=True,
+        pool_size=None,
+        crop_pct=1.0 if small else 0.875,
+        crop_mode="center",
+        interpolation="bicubic",
+        mean=(0.5, 0.5, 0.5) if small else (0.485, 0.456, 0.406),
+        std=(0.5, 0.5, 0.5) if small else (0.229, 0.224, 0.225),
+        first_conv="patch_embed.proj",
+        classifier="head",
+        license="apache-2.0",
+    )
 
 
 default_cfgs = generate_default_cfgs({variant_name(*v): _cfg(v[2]) for v in VARIANTS})
@@ -60,8 +82,15 @@ default_cfgs = generate_default_cfgs({variant_name(*v): _cfg(v[2]) for v in VARI
 
 def _build(width: str, patch: int, img_size: int, pretrained: bool, **kwargs) -> VisionTransformer:
     embed_dim, depth, num_heads = WIDTHS[width]
-    args = dict(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                qk_norm=True, init_values=LAYER_SCALE_INIT)
+    args = dict(
+        img_size=img_size,
+        patch_size=patch,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        qk_norm=True,
+        init_values=LAYER_SCALE_INIT,
+    )
     return create_sigmoid_vit(variant_name(width, patch, img_size), pretrained=pretrained, **{**args, **kwargs})
 
 

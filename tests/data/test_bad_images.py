@@ -20,8 +20,11 @@ def encoded(fmt: str, mode: str = "RGB", **save) -> bytes:
 
 
 GOOD = {  # every mode a real folder holds; all must come out RGB
-    "rgb.jpg": encoded("JPEG"), "grey.png": encoded("PNG", "L"), "rgba.png": encoded("PNG", "RGBA"),
-    "cmyk.jpg": encoded("JPEG", "CMYK"), "palette.png": encoded("PNG", "P"),
+    "rgb.jpg": encoded("JPEG"),
+    "grey.png": encoded("PNG", "L"),
+    "rgba.png": encoded("PNG", "RGBA"),
+    "cmyk.jpg": encoded("JPEG", "CMYK"),
+    "palette.png": encoded("PNG", "P"),
     "palette_transparent.png": encoded("PNG", "P", transparency=0),
 }
 BAD = {
@@ -92,8 +95,10 @@ def test_skip_mode_drops_counts_and_warns(folder):
 
 
 def test_skip_mode_from_the_config(folder):
-    cfg = load_config("configs/pretrain/simclr_vit_s16_imagenet.yaml",
-                      [f"data.root={folder}", "data.image_size=32", "data.skip_bad_images=true"])
+    cfg = load_config(
+        "configs/pretrain/simclr_vit_s16_imagenet.yaml",
+        [f"data.root={folder}", "data.image_size=32", "data.skip_bad_images=true"],
+    )
     with pytest.warns(UserWarning, match="skipped 3"):
         ds = eval_dataset(cfg.data, "train")
     assert len(ds.skipped) == 3 and ds[len(ds) - 1][0].shape == (3, 32, 32)

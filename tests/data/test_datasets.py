@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_suite.data import datasets, eval_dataset, ssl_train_dataset
 from ssl_suite.config import load_config
+from ssl_suite.data import datasets, eval_dataset, ssl_train_dataset
 from ssl_suite.errors import UserError
 
 
@@ -36,8 +36,10 @@ def test_missing_fashion_mnist_names_paths_and_fix(tmp_path, monkeypatch):
     assert "apt-get install dataset-fashion-mnist" in msg and "data.root" in msg
 
 
-@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz").exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not (datasets.DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
 def test_real_fashion_mnist_from_debian():
     x, y = datasets.load_fashion_mnist("train")
     assert x.shape == (60000, 28, 28) and x.dtype == np.uint8
@@ -57,8 +59,9 @@ def test_grey_becomes_rgb_and_views_have_the_configured_shape(fake_fashion_mnist
 
 
 def test_imagefolder_any_mode_to_rgb(tiny_image_folder):
-    cfg = load_config("configs/pretrain/simclr_vit_s16_imagenet.yaml",
-                      [f"data.root={tiny_image_folder}", "data.image_size=32"])
+    cfg = load_config(
+        "configs/pretrain/simclr_vit_s16_imagenet.yaml", [f"data.root={tiny_image_folder}", "data.image_size=32"]
+    )
     ds = eval_dataset(cfg.data, "val")
     assert len(ds) == 12 and len(ds.classes) == 3
     for i in range(4):  # RGB, L, RGBA, RGB

@@ -1,6 +1,7 @@
 """Pretraining on one's own unlabelled images: a folder of PNG/JPEG files in nested sub-folders
 (grey, RGBA, one corrupt), every objective a few steps, CPU and device views; evaluation says
 in one line that it needs labels."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,6 @@ from ssl_suite.data.folder import ImageFiles
 from ssl_suite.errors import UserError
 from ssl_suite.train import pretrain
 from tests.conftest import TINY_OBJECTIVES as OBJECTIVES
-
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,20 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def base(photos, out, *extra):
-    return ["trainer.accelerator=cpu", "data.num_workers=0", "data.batch_size=16", "trainer.max_steps=2",
-            "trainer.max_epochs=1", "model.name=vit_nano_patch4_28_sigmoid", "data.dataset=folder",
-            f"data.root={photos}", "data.skip_bad_images=true", "data.image_size=28", f"output_dir={out}", *extra]
+    return [
+        "trainer.accelerator=cpu",
+        "data.num_workers=0",
+        "data.batch_size=16",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+        "model.name=vit_nano_patch4_28_sigmoid",
+        "data.dataset=folder",
+        f"data.root={photos}",
+        "data.skip_bad_images=true",
+        "data.image_size=28",
+        f"output_dir={out}",
+        *extra,
+    ]
 
 
 def test_file_list_is_built_once_and_skips_the_corrupt_file(photos, tmp_path):
@@ -62,8 +73,9 @@ def test_file_list_is_built_once_and_skips_the_corrupt_file(photos, tmp_path):
 def test_every_objective_pretrains_on_an_unlabelled_folder(objective, views, photos, tmp_path):
     if views == "cpu" and objective in ("polyview", "ijepa"):
         pytest.skip("one view path each is enough for these")
-    cfg = load_config("configs/demo.yaml", base(photos, tmp_path / "run", f"data.augment_on={views}",
-                                                *OBJECTIVES[objective]))
+    cfg = load_config(
+        "configs/demo.yaml", base(photos, tmp_path / "run", f"data.augment_on={views}", *OBJECTIVES[objective])
+    )
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
         last = pretrain(cfg)
     state = torch.load(last, map_location="cpu", weights_only=True)
@@ -91,9 +103,13 @@ def test_two_ddp_ranks_pretrain_on_an_unlabelled_folder(photos, tmp_path):
     import sys
 
     args = base(photos, tmp_path / "ddp", "trainer.devices=2", "trainer.strategy=ddp", "data.augment_on=device")
-    run = subprocess.run([sys.executable, "-m", "ssl_suite.cli", "pretrain", "configs/demo.yaml", *args],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    run = subprocess.run(
+        [sys.executable, "-m", "ssl_suite.cli", "pretrain", "configs/demo.yaml", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2

@@ -1,4 +1,5 @@
 """MAE random masking and I-JEPA multi-block masks against their definitions."""
+
 import math
 
 import pytest
@@ -39,13 +40,21 @@ def _side_bounds(scale, aspect, n, grid_side):
     return (clip(min(hs)), clip(max(hs))), (clip(min(ws)), clip(max(ws)))
 
 
-@pytest.mark.parametrize("grid,scale,aspect", [((7, 7), (0.1, 0.15), (0.75, 1.5)),
-                                              ((14, 14), (0.15, 0.2), (0.75, 1.5))])
+@pytest.mark.parametrize(
+    "grid,scale,aspect", [((7, 7), (0.1, 0.15), (0.75, 1.5)), ((14, 14), (0.15, 0.2), (0.75, 1.5))]
+)
 @pytest.mark.parametrize("seed", range(4))
 def test_multiblock_masks_are_disjoint_rectangles_of_the_asked_size_and_stack(grid, scale, aspect, seed):
     n, B = grid[0] * grid[1], 16
-    masks = multiblock_masks(B, grid, num_targets=4, target_scale=scale, target_aspect=aspect,
-                             min_context=10, generator=torch.Generator().manual_seed(seed))
+    masks = multiblock_masks(
+        B,
+        grid,
+        num_targets=4,
+        target_scale=scale,
+        target_aspect=aspect,
+        min_context=10,
+        generator=torch.Generator().manual_seed(seed),
+    )
     assert len(masks.targets) == 4
     assert all(t.shape == masks.targets[0].shape for t in masks.targets)  # one block size per batch
     assert masks.context.shape[0] == B and masks.context.shape[1] >= 10

@@ -50,8 +50,9 @@ def test_dataset_attributes_and_items(fake_fashion_mnist):
     assert torch.equal(ds.groups, 2 * ds.labels + ds.attrs)
     image, label = ds[3]
     assert image.mode == "RGB" and image.size == (28, 28) and label == int(ds.labels[3])
-    tensor_ds = spurious_fashion("test", transform=lambda im: torch.from_numpy(np.asarray(im).copy()),
-                                 root=str(fake_fashion_mnist))
+    tensor_ds = spurious_fashion(
+        "test", transform=lambda im: torch.from_numpy(np.asarray(im).copy()), root=str(fake_fashion_mnist)
+    )
     assert tensor_ds[0][0].shape == (28, 28, 3)
 
 
@@ -70,6 +71,7 @@ def test_alpha_compositing_on_one_pixel(fake_fashion_mnist):
     assert np.asarray(ds[i][0])[r, c].tolist() == [expected] * 3
     # an opaque garment pixel keeps its value; the textures are 4x4 block means of scikit-image's
     from skimage import data
+
     assert spurious.composite(np.array([200]), np.array([10.0]))[0] == 200
     assert spurious.textures()[1][5, 7] == pytest.approx(data.brick()[20:24, 28:32].mean())
 
@@ -97,14 +99,17 @@ def test_bad_split_and_correlation_are_user_errors(fake_fashion_mnist):
         spurious_fashion("train", root=str(fake_fashion_mnist), correlation=1.5)
 
 
-@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not (datasets.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
 def test_real_test_split_has_1500_per_group():
     ds = spurious_fashion("test")
     assert np.bincount(ds.groups.numpy()).tolist() == [1500] * 4  # 3000 footwear, 4000 upper body
 
 
 # --- GroupCSVDataset -------------------------------------------------------------------------
+
 
 def write_csv(folder, text, images=("img/a.png", "img/b.png", "img/c.png")):
     from PIL import Image
@@ -136,11 +141,14 @@ def test_csv_paths_relative_to_root(tmp_path):
     assert ds.paths == [str(tmp_path / "img/a.png")] and ds.groups.tolist() == [1]
 
 
-@pytest.mark.parametrize("header, named", [
-    ("path,label,group,split", "unknown columns: split; missing: none"),
-    ("path,label", "unknown columns: none; missing: group"),
-    ("file,label,group", "unknown columns: file; missing: path"),
-])
+@pytest.mark.parametrize(
+    "header, named",
+    [
+        ("path,label,group,split", "unknown columns: split; missing: none"),
+        ("path,label", "unknown columns: none; missing: group"),
+        ("file,label,group", "unknown columns: file; missing: path"),
+    ],
+)
 def test_csv_bad_header_names_columns(tmp_path, header, named):
     path = write_csv(tmp_path, header + "\n")
     with pytest.raises(UserError, match=f"{named}.*expected exactly path,label,group"):

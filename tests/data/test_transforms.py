@@ -5,7 +5,10 @@ from ssl_suite.data import device_views, ssl_train_dataset
 
 
 def _cfg(root, *extra):
-    return load_config(None, [f"data.root={root}", "data.num_views=3", "method.name=polyview", "data.augment.gaussian_blur=0.5", *extra])
+    return load_config(
+        None,
+        [f"data.root={root}", "data.num_views=3", "method.name=polyview", "data.augment.gaussian_blur=0.5", *extra],
+    )
 
 
 def test_device_path_matches_cpu_path_shapes_and_ranges(fake_fashion_mnist):

@@ -1,4 +1,5 @@
 """ECE and Brier by hand, perfect calibration, the reliability diagram."""
+
 import pytest
 import torch
 

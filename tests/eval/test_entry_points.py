@@ -1,4 +1,5 @@
 """The on-the-fly (augmented) linear probe and the ImageNet linear-probe script, end to end on tiny data."""
+
 import json
 import subprocess
 import sys
@@ -10,9 +11,17 @@ from ssl_suite.evaluate import backbone_from, run_probes
 
 
 def test_augmented_probe_trains_on_the_fly_and_leaves_the_backbone_frozen(fake_fashion_mnist, tmp_path):
-    cfg = load_config("configs/demo.yaml", [f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}",
-                                            "eval.linear_augment=true", "eval.linear_epochs=2",
-                                            "eval.linear_batch_size=16", "data.num_workers=0"])
+    cfg = load_config(
+        "configs/demo.yaml",
+        [
+            f"data.root={fake_fashion_mnist}",
+            f"output_dir={tmp_path}",
+            "eval.linear_augment=true",
+            "eval.linear_epochs=2",
+            "eval.linear_batch_size=16",
+            "data.num_workers=0",
+        ],
+    )
     model, identity = backbone_from(cfg, None)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = run_probes(cfg, model, identity, probes=("linear",), name="random init")["linear"]
@@ -27,12 +36,27 @@ def test_linear_probe_script_takes_an_imagenet_root(tiny_image_folder, tmp_path)
     import timm
 
     import ssl_suite.models  # noqa: F401
+
     torch.save(timm.create_model("vit_tiny_patch16_224_sigmoid", num_classes=1000).state_dict(), tmp_path / "w.pth")
     run = subprocess.run(
-        [sys.executable, "scripts/linear_probe.py", "--data", str(tiny_image_folder), "--probe", "knn",
-         "--checkpoint", str(tmp_path / "w.pth"),
-         f"output_dir={tmp_path}", "eval.knn_k=[3]", "eval.batch_size=8", "model.name=vit_tiny_patch16_224_sigmoid"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "scripts/linear_probe.py",
+            "--data",
+            str(tiny_image_folder),
+            "--probe",
+            "knn",
+            "--checkpoint",
+            str(tmp_path / "w.pth"),
+            f"output_dir={tmp_path}",
+            "eval.knn_k=[3]",
+            "eval.batch_size=8",
+            "model.name=vit_tiny_patch16_224_sigmoid",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "| pretrained (vit_tiny_patch16_224_sigmoid, sigmoid) |" in run.stdout
     results = json.loads((tmp_path / "w.pth.eval.json").read_text())

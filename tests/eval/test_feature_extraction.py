@@ -1,4 +1,5 @@
 """Frozen extraction: pooling vs hand computation on a tiny timm ViT, eval mode, caching."""
+
 import hashlib
 
 import pytest
@@ -11,8 +12,9 @@ from ssl_suite.eval.features import cache_file, extract_features, file_sha256, p
 
 def tiny_vit(**kw):
     torch.manual_seed(0)
-    return timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=3,
-                             pretrained=False, num_classes=0, **kw)
+    return timm.create_model(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=3, pretrained=False, num_classes=0, **kw
+    )
 
 
 def hand_tokens(model, x):
@@ -42,10 +44,12 @@ def test_pooling_matches_hand_computation(images):
         torch.testing.assert_close(pool_features(model, images, "cls_last:2"), want)
         torch.testing.assert_close(pool_features(model, images, "cls_last:1"), final[:, 0])
         # timm's own intermediates API agrees (norm=True applies the final norm to each block).
-        inter = model.forward_intermediates(images, indices=2, norm=True, return_prefix_tokens=True,
-                                            output_fmt="NLC", intermediates_only=True)
-        torch.testing.assert_close(pool_features(model, images, "cls_last:2"),
-                                   torch.cat([p[:, 0] for _, p in inter], dim=-1))
+        inter = model.forward_intermediates(
+            images, indices=2, norm=True, return_prefix_tokens=True, output_fmt="NLC", intermediates_only=True
+        )
+        torch.testing.assert_close(
+            pool_features(model, images, "cls_last:2"), torch.cat([p[:, 0] for _, p in inter], dim=-1)
+        )
     assert pool_features(model, images, "cls_last:3").shape == (4, 3 * model.embed_dim)
 
 
@@ -107,8 +111,14 @@ def test_extraction_is_frozen_and_restores_mode():
 
 def test_cache_reuse_and_invalidation(tmp_path):
     model, ds = CountingModel(), dataset()
-    meta = {"checkpoint_sha256": "abc", "dataset": "synthetic", "split": "train",
-            "transform": "Identity()", "pooling": "cls", "model": "vit_tiny"}
+    meta = {
+        "checkpoint_sha256": "abc",
+        "dataset": "synthetic",
+        "split": "train",
+        "transform": "Identity()",
+        "pooling": "cls",
+        "model": "vit_tiny",
+    }
     path = cache_file(tmp_path, meta)
     f1, y1 = extract_features(model, ds, batch_size=4, cache_path=path, cache_meta=meta, progress=False)
     calls = model.calls
@@ -117,16 +127,14 @@ def test_cache_reuse_and_invalidation(tmp_path):
     assert model.calls == calls and torch.equal(f1, f2) and torch.equal(y1, y2)  # reused, model not called
     # Same file, different meta (e.g. another pooling): recompute and overwrite.
     meta2 = {**meta, "pooling": "avg"}
-    f3, _ = extract_features(model, ds, pooling="avg", batch_size=4, cache_path=path, cache_meta=meta2,
-                             progress=False)
+    f3, _ = extract_features(model, ds, pooling="avg", batch_size=4, cache_path=path, cache_meta=meta2, progress=False)
     assert model.calls == calls + 3 and not torch.equal(f1, f3)
     assert torch.load(path, weights_only=True)["meta"] == meta2
     extract_features(model, ds, pooling="avg", batch_size=4, cache_path=path, cache_meta=meta2, progress=False)
     assert model.calls == calls + 3
     # A corrupt file is recomputed, not trusted; no temporary files are left behind.
     path.write_bytes(b"not a torch file")
-    f4, _ = extract_features(model, ds, pooling="avg", batch_size=4, cache_path=path, cache_meta=meta2,
-                             progress=False)
+    f4, _ = extract_features(model, ds, pooling="avg", batch_size=4, cache_path=path, cache_meta=meta2, progress=False)
     assert torch.equal(f3, f4) and model.calls == calls + 6
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
@@ -159,5 +167,6 @@ def test_cache_from_another_backbone_is_a_clear_error(tmp_path):
     path = cache_file(tmp_path, meta)
     extract_features(model, ds, batch_size=4, cache_path=path, cache_meta=meta, progress=False)
     with pytest.raises(ValueError, match=r"made by another backbone \(\{'weights': 'sha-A'\}\)"):
-        extract_features(model, ds, batch_size=4, cache_path=path, cache_meta={**meta, "weights": "sha-B"},
-                         progress=False)
+        extract_features(
+            model, ds, batch_size=4, cache_path=path, cache_meta={**meta, "weights": "sha-B"}, progress=False
+        )

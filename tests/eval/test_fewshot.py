@@ -1,4 +1,5 @@
 """Low-shot splits (exact sizes, valid, seeded, saved/loaded) and the MSN-style few-shot probe."""
+
 import json
 
 import numpy as np

@@ -1,4 +1,5 @@
 """knn_classify against a brute-force oracle written with plain numpy loops."""
+
 import math
 
 import numpy as np

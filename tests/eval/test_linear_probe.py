@@ -1,4 +1,5 @@
 """linear_probe against sklearn's LogisticRegression on the same features; topk_accuracy by hand."""
+
 import numpy as np
 import pytest
 import torch
@@ -36,12 +37,18 @@ def test_matches_logistic_regression_gaussian_mixture(seed):
 @pytest.mark.parametrize("split_seed", [0, 3])
 def test_matches_logistic_regression_digits(split_seed):
     X, y = load_digits(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(X.astype(np.float32), y, test_size=0.5,
-                                          random_state=split_seed, stratify=y)
+    xtr, xte, ytr, yte = train_test_split(X.astype(np.float32), y, test_size=0.5, random_state=split_seed, stratify=y)
     ref = sklearn_top1(xtr, ytr, xte, yte)
     # 898 samples: a smaller batch than the default so the probe gets more than 1 step per epoch.
-    got = linear_probe(torch.tensor(xtr), torch.tensor(ytr), torch.tensor(xte), torch.tensor(yte),
-                       batch_size=128, seed=split_seed, progress=False)
+    got = linear_probe(
+        torch.tensor(xtr),
+        torch.tensor(ytr),
+        torch.tensor(xte),
+        torch.tensor(yte),
+        batch_size=128,
+        seed=split_seed,
+        progress=False,
+    )
     assert abs(got["top1"] - ref) <= 1.0, (got, ref)
 
 
@@ -109,7 +116,7 @@ def test_lars_probe_step_is_maes_with_the_trust_ratio_at_zero_weight_decay():
     opt = probe_optimizer(layer, "lars", lr=6.4, momentum=0.9)
     mu_w, mu_b = torch.zeros_like(w0), torch.zeros_like(b0)
     w, b = w0.clone(), b0.clone()
-    for step in range(3):
+    for _step in range(3):
         x = torch.randn(16, 6)
         loss = layer(x).square().mean()
         opt.zero_grad()

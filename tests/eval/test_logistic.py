@@ -1,4 +1,5 @@
 """fit_logistic against sklearn's LogisticRegression (same objective, same C); the C sweep against brute force."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +12,15 @@ from ssl_suite.eval.logistic import fit_logistic, logistic_probe, standardize, s
 
 def data(n=4000, dim=64, classes=10, seed=0):
     """Standardised train/test features of an overlapping 10-class problem (accuracy far from 100%)."""
-    X, y = make_classification(n_samples=n, n_features=dim, n_informative=min(40, dim - 2), n_classes=classes,
-                               n_clusters_per_class=1, class_sep=0.8, random_state=seed)
+    X, y = make_classification(
+        n_samples=n,
+        n_features=dim,
+        n_informative=min(40, dim - 2),
+        n_classes=classes,
+        n_clusters_per_class=1,
+        class_sep=0.8,
+        random_state=seed,
+    )
     X, y = torch.tensor(X, dtype=torch.float32) * torch.linspace(0.1, 10, dim) + 3, torch.tensor(y)
     cut = n * 3 // 4
     xtr, xte = standardize(X[:cut], X[cut:])

@@ -1,6 +1,7 @@
 """The raw-pixel floor on real Fashion-MNIST equals a plain sklearn / numpy computation of the
 same probes (the eval transform's normalised pixels, flattened): logistic regression at C = 1
 on standardised pixels (sklearn), and DINO's kNN (k = 20, T = 0.07, cosine, weighted vote)."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,15 @@ N_TRAIN = 5000
 
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
-    cfg = load_config("configs/demo.yaml", ["eval.logistic_Cs=[1.0]", "eval.knn_k=[20]", f"eval.train_subset={N_TRAIN}",
-                                            f"output_dir={tmp_path_factory.mktemp('pixels')}"])
+    cfg = load_config(
+        "configs/demo.yaml",
+        [
+            "eval.logistic_Cs=[1.0]",
+            "eval.knn_k=[20]",
+            f"eval.train_subset={N_TRAIN}",
+            f"output_dir={tmp_path_factory.mktemp('pixels')}",
+        ],
+    )
     try:
         train = eval_dataset(cfg.data, "train", N_TRAIN)
         test = eval_dataset(cfg.data, "test")
@@ -48,6 +56,8 @@ def test_raw_pixel_probes_match_sklearn_and_numpy(fashion):
     sim = b @ a.T
     top = np.argsort(-sim, axis=1)[:, :20]
     votes = np.zeros((len(b), 10))
-    np.add.at(votes, (np.arange(len(b))[:, None].repeat(20, 1), ytr[top]), np.exp(np.take_along_axis(sim, top, 1) / 0.07))
+    np.add.at(
+        votes, (np.arange(len(b))[:, None].repeat(20, 1), ytr[top]), np.exp(np.take_along_axis(sim, top, 1) / 0.07)
+    )
     np_knn = 100 * (votes.argmax(1) == yte).mean()
     assert abs(got["knn"]["k=20"]["top1"] - np_knn) <= 1.0, (got["knn"]["k=20"]["top1"], np_knn)

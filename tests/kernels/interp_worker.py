@@ -4,6 +4,7 @@ Started in a subprocess by test_flash_sigmoid_triton.py: TRITON_INTERPRET=1 is r
 ``@triton.jit`` decorates, so it must be set before flash_sigmoid.triton_kernels is imported,
 and other tests in the same process import flash_sigmoid without it.
 """
+
 import json
 import os
 import sys
@@ -11,9 +12,8 @@ import sys
 os.environ["TRITON_INTERPRET"] = "1"
 os.environ["FLASH_SIGMOID_BACKEND"] = "triton"  # exercises the env-var override too
 
-import torch  # noqa: E402
-
 import flash_sigmoid  # noqa: E402
+import torch  # noqa: E402
 from flash_sigmoid import reference  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -41,8 +41,12 @@ def run_case(nq, nk, d, dtype_name, seed=0):
         out, grads = res
         return [(a.double() - b).abs().max().item() for a, b in zip((out, *grads), (exact[0], *exact[1]))]
 
-    return dict(case=f"{nq}x{nk}-d{d}-{dtype_name}", kernel=errs(kern), reference=errs(same),
-                backend=flash_sigmoid.pick_backend(q))
+    return dict(
+        case=f"{nq}x{nk}-d{d}-{dtype_name}",
+        kernel=errs(kern),
+        reference=errs(same),
+        backend=flash_sigmoid.pick_backend(q),
+    )
 
 
 if __name__ == "__main__":

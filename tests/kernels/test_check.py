@@ -1,17 +1,18 @@
 """``python -m flash_sigmoid.check`` on this machine's device: passes on correct paths, fails
 (exit status 1) on a wrong one, and reports a Triton fallback as a failure."""
+
 import subprocess
 import sys
 
-import torch
-
 import flash_sigmoid
+import torch
 from flash_sigmoid import check, cpu
 
 
 def test_check_passes_here_and_prints_both_tables():
-    run = subprocess.run([sys.executable, "-m", "flash_sigmoid.check", "--quick"], capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "flash_sigmoid.check", "--quick"], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "| cpu | bf16 | 1, 2, 17, 203, 128 |" in run.stdout and "WRONG" not in run.stdout
     assert "| sdpa | 32 x 6 x 197 x 64 | 1.00 | 1.00 |" in run.stdout
@@ -21,8 +22,11 @@ def test_check_passes_here_and_prints_both_tables():
 def test_a_wrong_backend_fails_the_check(monkeypatch, capsys):
     forward = cpu.forward
     monkeypatch.setattr(cpu, "forward", lambda *a, **k: forward(*a, **k) * 1.01)  # 1% off
-    monkeypatch.setattr(check, "bench_shape", lambda *a, **k: {"sdpa": dict.fromkeys(
-        ("fwd", "fwd+bwd", "fwd_ms", "fwd+bwd_ms", "mem"), 1.0)})
+    monkeypatch.setattr(
+        check,
+        "bench_shape",
+        lambda *a, **k: {"sdpa": dict.fromkeys(("fwd", "fwd+bwd", "fwd_ms", "fwd+bwd_ms", "mem"), 1.0)},
+    )
     assert check.main(["--quick", "--device", "cpu"]) == 1
     assert "WRONG" in capsys.readouterr().out
 

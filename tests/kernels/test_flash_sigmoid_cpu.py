@@ -1,11 +1,11 @@
 """CPU path and public entry: values/grads vs the reference, torch.compile, memory, bad inputs."""
+
 import subprocess
 import sys
 
+import flash_sigmoid
 import pytest
 import torch
-
-import flash_sigmoid
 from flash_sigmoid import cpu, reference
 
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
@@ -26,11 +26,14 @@ def _inputs(nq, nk, d, dv, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("nq,nk,d,dv,budget", [
-    (197, 197, 64, 64, None),  # whole heads per block
-    (203, 17, 32, 48, 17 * 8),  # rows split inside a head, Nq != Nk, Dv != D
-    (1, 1, 80, 80, 1),
-])
+@pytest.mark.parametrize(
+    "nq,nk,d,dv,budget",
+    [
+        (197, 197, 64, 64, None),  # whole heads per block
+        (203, 17, 32, 48, 17 * 8),  # rows split inside a head, Nq != Nk, Dv != D
+        (1, 1, 80, 80, 1),
+    ],
+)
 def test_cpu_matches_reference(monkeypatch, dtype, nq, nk, d, dv, budget):
     if budget:
         monkeypatch.setattr(cpu, "CHUNK_ELEMENTS", budget)
@@ -112,8 +115,7 @@ print(hwm() - base)
 
 
 def _peak_bytes(backend):
-    res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, backend], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, backend], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     return int(res.stdout.strip().splitlines()[-1])
 

@@ -1,4 +1,5 @@
 """Triton kernels in the interpreter (values and grads vs float64), and AOT compiles for sm_80/90."""
+
 import json
 import os
 import subprocess
@@ -16,8 +17,7 @@ CASES = (
     + [(197, 197, 32, dt) for dt in ("fp16", "bf16", "fp32")]
     + [(203, 203, 80, dt) for dt in ("fp16", "bf16", "fp32")]
     + [(197, 197, 128, dt) for dt in ("fp16", "bf16", "fp32")]
-    + [(17, 203, 80, "fp16"), (203, 17, 128, "bf16"), (1, 197, 64, "fp32"),
-       (1025, 1025, 64, "bf16")]
+    + [(17, 203, 80, "fp16"), (203, 17, 128, "bf16"), (1, 197, 64, "fp32"), (1025, 1025, 64, "bf16")]
 )
 
 
@@ -30,9 +30,16 @@ def interp_results():
     """All cases in two interpreter subprocesses run side by side (one per core)."""
     env = {k: v for k, v in os.environ.items() if k != "FLASH_SIGMOID_BACKEND"}
     halves = (CASES[0::2], CASES[1::2])
-    procs = [subprocess.Popen([sys.executable, str(WORKER), *(json.dumps(c) for c in half)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for half in halves]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), *(json.dumps(c) for c in half)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for half in halves
+    ]
     results = {}
     for p in procs:
         out, err = p.communicate(timeout=300)

@@ -66,13 +66,16 @@ def test_arithmetic_bounds_geometric():
     assert PolyViewLoss("arithmetic")(z) <= PolyViewLoss("geometric")(z) + 1e-6
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: PolyViewLoss("geometric")(torch.randn(4, 1, 8)), r"M >= 2"),
-    (lambda: PolyViewLoss("geometric", temperature=0.0), r"temperature must be positive"),
-    (lambda: PolyViewLoss("harmonic"), r"geometric, arithmetic, multicrop"),
-    (lambda: split_views(torch.randn(10, 8), 3), r"not a multiple of M = 3"),
-    (lambda: PolyViewLoss()([torch.randn(4, 8), torch.randn(5, 8)]), r"one shape"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: PolyViewLoss("geometric")(torch.randn(4, 1, 8)), r"M >= 2"),
+        (lambda: PolyViewLoss("geometric", temperature=0.0), r"temperature must be positive"),
+        (lambda: PolyViewLoss("harmonic"), r"geometric, arithmetic, multicrop"),
+        (lambda: split_views(torch.randn(10, 8), 3), r"not a multiple of M = 3"),
+        (lambda: PolyViewLoss()([torch.randn(4, 8), torch.randn(5, 8)]), r"one shape"),
+    ],
+)
 def test_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()

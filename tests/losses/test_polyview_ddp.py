@@ -1,4 +1,5 @@
 """2 processes (gloo) against 1 process at the same global batch: equal loss and gradients."""
+
 import os
 import socket
 
@@ -25,7 +26,7 @@ def worker(rank, world, port, out):
     for objective in OBJECTIVES:
         layer, x = setup()
         k = K_GLOBAL // world
-        loss = PolyViewLoss(objective, 0.3, gather_distributed=True)(layer(x[rank * k:(rank + 1) * k]))
+        loss = PolyViewLoss(objective, 0.3, gather_distributed=True)(layer(x[rank * k : (rank + 1) * k]))
         loss.backward()
         for p in layer.parameters():  # what DDP does: average gradients over ranks
             dist.all_reduce(p.grad)

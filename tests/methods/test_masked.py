@@ -1,25 +1,31 @@
 """MAE and I-JEPA: the loss against a direct computation, the keys sigmoid attention sees, the
 suite's attention in every block, the I-JEPA target as a gradient-free EMA, reconstructions."""
+
 import math
 
+import flash_sigmoid
 import pytest
 import pytorch_lightning as pl
 import torch
+from flash_sigmoid import reference
 from timm.models.vision_transformer import Block
 
-import flash_sigmoid
-from flash_sigmoid import reference
 from ssl_suite.config import load_config
 from ssl_suite.data.masking import random_masking
 from ssl_suite.ema import EMATarget
 from ssl_suite.errors import UserError
-from ssl_suite.methods import IJEPA, MAE, build_method
+from ssl_suite.methods import build_method
 from ssl_suite.methods.mae import mae_loss
 from ssl_suite.models import SigmoidAttention
 from ssl_suite.train import pretrain
 
-SMALL = ["model.name=vit_nano_patch4_28_sigmoid", "data.num_views=1", "method.decoder_dim=32",
-         "method.decoder_depth=2", "method.decoder_heads=2"]
+SMALL = [
+    "model.name=vit_nano_patch4_28_sigmoid",
+    "data.num_views=1",
+    "method.decoder_dim=32",
+    "method.decoder_depth=2",
+    "method.decoder_heads=2",
+]
 
 
 def method(name, *extra):
@@ -35,13 +41,27 @@ def test_mae_loss_is_mse_on_hidden_normalised_patches():
     for b in range(2):
         for j, idx in enumerate(masked[b].tolist()):
             r, c = divmod(idx, 2)
-            patch = images[b, :, r * p:(r + 1) * p, c * p:(c + 1) * p].permute(1, 2, 0).reshape(-1)  # (row, col, ch)
+            patch = (
+                images[b, :, r * p : (r + 1) * p, c * p : (c + 1) * p].permute(1, 2, 0).reshape(-1)
+            )  # (row, col, ch)
             target = (patch - patch.mean()) / (patch.var() + 1e-6).sqrt()
             expected.append(((pred[b, j] - target) ** 2).mean())
     torch.testing.assert_close(mae_loss(pred, images, masked, p), torch.stack(expected).mean())
-    raw = torch.stack([((pred[b, j] - images[b, :, (i // 2) * p:(i // 2 + 1) * p, (i % 2) * p:(i % 2 + 1) * p]
-                         .permute(1, 2, 0).reshape(-1)) ** 2).mean()
-                       for b in range(2) for j, i in enumerate(masked[b].tolist())]).mean()
+    raw = torch.stack(
+        [
+            (
+                (
+                    pred[b, j]
+                    - images[b, :, (i // 2) * p : (i // 2 + 1) * p, (i % 2) * p : (i % 2 + 1) * p]
+                    .permute(1, 2, 0)
+                    .reshape(-1)
+                )
+                ** 2
+            ).mean()
+            for b in range(2)
+            for j, i in enumerate(masked[b].tolist())
+        ]
+    ).mean()
     torch.testing.assert_close(mae_loss(pred, images, masked, p, norm_pix=False), raw)
 
 
@@ -91,6 +111,7 @@ def test_ijepa_context_encoder_and_predictor_bias_follow_their_key_counts(monkey
     ijepa = method("ijepa", "method.target_scale=[0.1,0.15]")
     calls = record_keys(monkeypatch)
     from ssl_suite.data.masking import multiblock_masks, with_prefix
+
     masks = multiblock_masks(2, (7, 7), target_scale=(0.1, 0.15))
     context_idx = with_prefix(masks.context)
     target_idx = [t + 1 for t in masks.targets]
@@ -157,10 +178,22 @@ def test_ijepa_target_encoder_is_a_gradient_free_ema(fake_fashion_mnist, tmp_pat
         original(self, online, momentum)
 
     monkeypatch.setattr(EMATarget, "update", update)
-    cfg = load_config(None, ["method.name=ijepa", *SMALL, "trainer.accelerator=cpu", "data.num_workers=0",
-                             f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", "data.batch_size=16",
-                             "optim.base_batch_size=16", "trainer.max_steps=3", "method.momentum_base=0.9",
-                             "method.target_scale=[0.1,0.15]"])
+    cfg = load_config(
+        None,
+        [
+            "method.name=ijepa",
+            *SMALL,
+            "trainer.accelerator=cpu",
+            "data.num_workers=0",
+            f"data.root={fake_fashion_mnist}",
+            f"output_dir={tmp_path}",
+            "data.batch_size=16",
+            "optim.base_batch_size=16",
+            "trainer.max_steps=3",
+            "method.momentum_base=0.9",
+            "method.target_scale=[0.1,0.15]",
+        ],
+    )
     check = CheckTarget(momenta)
     pretrain(cfg, callbacks=[check], limit_val_batches=1)
     assert check.steps == 3
@@ -171,9 +204,19 @@ def test_ijepa_target_encoder_is_a_gradient_free_ema(fake_fashion_mnist, tmp_pat
 def test_mae_run_logs_reconstructions_to_tensorboard(fake_fashion_mnist, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = load_config(None, ["method.name=mae", *SMALL, "trainer.accelerator=cpu", "data.num_workers=0",
-                             f"data.root={fake_fashion_mnist}", f"output_dir={tmp_path}", "data.batch_size=16",
-                             "trainer.max_epochs=1"])
+    cfg = load_config(
+        None,
+        [
+            "method.name=mae",
+            *SMALL,
+            "trainer.accelerator=cpu",
+            "data.num_workers=0",
+            f"data.root={fake_fashion_mnist}",
+            f"output_dir={tmp_path}",
+            "data.batch_size=16",
+            "trainer.max_epochs=1",
+        ],
+    )
     pretrain(cfg, limit_val_batches=1)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
     image = events.Images("mae/reconstructions")[-1]

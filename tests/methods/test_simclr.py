@@ -50,6 +50,7 @@ def test_simclr_is_the_m2_case_of_polyview():
 
 def test_polyview_step_uses_all_m_views():
     from ssl_suite.losses import PolyViewLoss
+
     views = [torch.randn(4, 3, 28, 28) for _ in range(4)]
     loss, method = _step_loss(["method.name=polyview", "data.num_views=4", "method.temperature=0.3"], views)
     z = method.projection_head(method.backbone(torch.cat(views))).chunk(4)
@@ -58,6 +59,8 @@ def test_polyview_step_uses_all_m_views():
 
 def test_simclr_rejects_more_than_two_views():
     import pytest
+
     from ssl_suite.errors import UserError
+
     with pytest.raises(UserError, match="takes 2 view.*num_views=3; use method.name=polyview"):
         load_config(None, ["model.name=vit_nano_patch7_28_sigmoid", "data.num_views=3"])

@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from flash_sigmoid import reference
 from timm.layers import Attention
 from torch import nn
 
-from flash_sigmoid import reference
 from ssl_suite.models import SigmoidAttention, set_attention
 
 
@@ -20,10 +20,13 @@ def formula(q, k, v, bias, scale):
 @pytest.mark.parametrize("nq,nk,d", [(5, 7, 8), (17, 17, 16), (1, 3, 4)])
 def test_reference_matches_formula_with_runtime_defaults(nq, nk, d):
     g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(2, 3, nq, d, generator=g, dtype=torch.float64), torch.randn(2, 3, nk, d, generator=g, dtype=torch.float64)
+    q, k = (
+        torch.randn(2, 3, nq, d, generator=g, dtype=torch.float64),
+        torch.randn(2, 3, nk, d, generator=g, dtype=torch.float64),
+    )
     v = torch.randn(2, 3, nk, d, generator=g, dtype=torch.float64)
     out = reference.sigmoid_attention(q, k, v)
-    torch.testing.assert_close(out, formula(q, k, v, -math.log(nk), d ** -0.5), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, formula(q, k, v, -math.log(nk), d**-0.5), rtol=1e-12, atol=1e-12)
     out = reference.sigmoid_attention(q, k, v, bias=0.3, scale=0.5)
     torch.testing.assert_close(out, formula(q, k, v, 0.3, 0.5), rtol=1e-12, atol=1e-12)
 
@@ -33,16 +36,19 @@ def test_reference_boolean_mask_zeroes_keys():
     mask = torch.tensor([True, True, False, True])
     out = reference.sigmoid_attention(q, k, v, bias=-1.0, attn_mask=mask)
     keep = mask.nonzero().squeeze(1)
-    torch.testing.assert_close(out, formula(q, k[:, :, keep], v[:, :, keep], -1.0, 8 ** -0.5))
+    torch.testing.assert_close(out, formula(q, k[:, :, keep], v[:, :, keep], -1.0, 8**-0.5))
 
 
-@pytest.mark.parametrize("bad,match", [
-    (lambda q: (q, q[..., :4], q), "head dims differ"),
-    (lambda q: (q, q.double(), q), "dtypes differ"),
-    (lambda q: (q.long(), q, q), "floating-point"),
-    (lambda q: (q[0], q[0], q[0]), r"\(batch, heads, n, d\)"),
-    (lambda q: (torch.randn(1, 1, 3, 300),) * 3, "at most 256"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (lambda q: (q, q[..., :4], q), "head dims differ"),
+        (lambda q: (q, q.double(), q), "dtypes differ"),
+        (lambda q: (q.long(), q, q), "floating-point"),
+        (lambda q: (q[0], q[0], q[0]), r"\(batch, heads, n, d\)"),
+        (lambda q: (torch.randn(1, 1, 3, 300),) * 3, "at most 256"),
+    ],
+)
 def test_reference_rejects_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):
         reference.sigmoid_attention(*bad(torch.randn(1, 2, 3, 8)))
@@ -73,7 +79,7 @@ def test_sigmoid_mode_uses_runtime_key_count():
         ours.double()
         q, k, v = ours.qkv(x).reshape(2, n, 3, 4, 16).permute(2, 0, 3, 1, 4)
         q, k = ours.q_norm(q), ours.k_norm(k)
-        expect = ours.proj(formula(q, k, v, -math.log(n), 16 ** -0.5).transpose(1, 2).reshape(2, n, 64))
+        expect = ours.proj(formula(q, k, v, -math.log(n), 16**-0.5).transpose(1, 2).reshape(2, n, 64))
         torch.testing.assert_close(ours(x), expect, rtol=1e-10, atol=1e-10)
 
 

@@ -5,11 +5,12 @@ keeps LayerNorm in bf16, so without emulation no CPU test sees what a GPU run se
 q and k in fp32 beside a bf16 v. ``cuda_autocast_rules`` makes CPU autocast follow CUDA's rule
 for LayerNorm (its output in fp32); Linear stays in bf16 as on CUDA.
 """
+
+import flash_sigmoid
 import pytest
 import torch
 import torch.nn.functional as F
 
-import flash_sigmoid
 from ssl_suite.config import load_config
 from ssl_suite.methods import IJEPA, MAE, build_method
 from ssl_suite.models import attention as attention_module
@@ -25,8 +26,13 @@ def cuda_autocast_rules(monkeypatch):
         if not torch.is_autocast_enabled("cpu"):
             return layer_norm(x, shape, weight, bias, eps)
         with torch.autocast("cpu", enabled=False):  # CUDA's fp32 list: inputs upcast, output fp32
-            return layer_norm(x.float(), shape, None if weight is None else weight.float(),
-                              None if bias is None else bias.float(), eps)
+            return layer_norm(
+                x.float(),
+                shape,
+                None if weight is None else weight.float(),
+                None if bias is None else bias.float(),
+                eps,
+            )
 
     monkeypatch.setattr(F, "layer_norm", fp32_layer_norm)
     seen = []  # the dtypes q, k, v reach the attention with
@@ -48,8 +54,13 @@ def test_the_emulation_reproduces_cuda_dtypes(cuda_autocast_rules):
 
 
 def _ssl_method(name):
-    small = ["model.name=vit_nano_patch4_28_sigmoid", "data.num_views=1", "method.decoder_dim=32",
-             "method.decoder_depth=2", "method.decoder_heads=2"]
+    small = [
+        "model.name=vit_nano_patch4_28_sigmoid",
+        "data.num_views=1",
+        "method.decoder_dim=32",
+        "method.decoder_depth=2",
+        "method.decoder_heads=2",
+    ]
     torch.manual_seed(0)
     return build_method(load_config(None, [f"method.name={name}", *small]), num_classes=10)
 
@@ -110,20 +121,31 @@ def test_the_custom_op_casts_to_the_active_autocast_dtype(dtype):
     with torch.autocast("cpu", dtype=dtype):
         out = torch.ops.flash_sigmoid.attn_fwd(q, k, v.bfloat16(), 0.35, -1.6, "cpu")
     assert out.dtype == dtype
-    expected = flash_sigmoid.reference.sigmoid_attention(q.to(dtype).double(), k.to(dtype).double(),
-                                                         v.to(dtype).double(), bias=-1.6, scale=0.35)
+    expected = flash_sigmoid.reference.sigmoid_attention(
+        q.to(dtype).double(), k.to(dtype).double(), v.to(dtype).double(), bias=-1.6, scale=0.35
+    )
     torch.testing.assert_close(out.double(), expected, atol=2e-2, rtol=2e-2)
-
-
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_bf16_mixed_training_step_of_each_objective(objective, cuda_autocast_rules, fake_fashion_mnist, tmp_path):
-    cfg = load_config("configs/demo.yaml", [
-        "trainer.accelerator=cpu", "trainer.precision=bf16-mixed", "data.num_workers=0", "data.batch_size=8",
-        "data.augment_on=device", "model.name=vit_nano_patch4_28_sigmoid", "trainer.max_steps=2",
-        "trainer.max_epochs=1", "method.proj_output_dim=32", f"data.root={fake_fashion_mnist}",
-        f"output_dir={tmp_path}", *OBJECTIVES[objective]])
+    cfg = load_config(
+        "configs/demo.yaml",
+        [
+            "trainer.accelerator=cpu",
+            "trainer.precision=bf16-mixed",
+            "data.num_workers=0",
+            "data.batch_size=8",
+            "data.augment_on=device",
+            "model.name=vit_nano_patch4_28_sigmoid",
+            "trainer.max_steps=2",
+            "trainer.max_epochs=1",
+            "method.proj_output_dim=32",
+            f"data.root={fake_fashion_mnist}",
+            f"output_dir={tmp_path}",
+            *OBJECTIVES[objective],
+        ],
+    )
     last = pretrain(cfg, limit_val_batches=1)
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["global_step"] == 2

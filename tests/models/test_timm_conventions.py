@@ -2,6 +2,7 @@
 tests make (huggingface/pytorch-image-models tests/test_models.py: forward, backward with a new
 head at the default-cfg input size, default cfgs, forward_features, forward_intermediates),
 written here for the suite's names."""
+
 import pytest
 import timm
 import torch
@@ -10,7 +11,9 @@ import ssl_suite.models  # noqa: F401  (registers the names)
 from ssl_suite.models import MODEL_NAMES
 
 STOCK_FIELDS = set(timm.create_model("vit_tiny_patch16_224", pretrained=False).pretrained_cfg) - {
-    "hf_hub_id", "tag"}  # where a stock checkpoint lives: ours are local files
+    "hf_hub_id",
+    "tag",
+}  # where a stock checkpoint lives: ours are local files
 
 
 def input_size(model):

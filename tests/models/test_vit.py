@@ -26,8 +26,7 @@ def test_small_image_variants_build_and_run():
 
 def test_state_dict_loads_strictly_into_stock_timm_and_matches_in_softmax_mode():
     ours = timm.create_model("vit_small_patch16_224_sigmoid", attention="softmax", depth=2, num_classes=1000).eval()
-    stock = timm.create_model("vit_small_patch16_224", pretrained=False, qk_norm=True,
-                              init_values=1e-4, depth=2).eval()
+    stock = timm.create_model("vit_small_patch16_224", pretrained=False, qk_norm=True, init_values=1e-4, depth=2).eval()
     stock.load_state_dict(ours.state_dict(), strict=True)
     x = torch.randn(1, 3, 224, 224)
     torch.testing.assert_close(stock(x), ours(x), rtol=1e-4, atol=1e-5)
