@@ -4,6 +4,7 @@ pickle that can run code (``export.py`` writes them out)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ ENCODER_CHOICES = ("auto", "online", "target")
 ENCODERS_KEY = "encoders"
 
 
-def safe_load(path: str | Path, what: str = "checkpoint"):
+def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     """``torch.load(weights_only=True)`` with every failure as one line naming the file: missing,
     empty, truncated, not a PyTorch file, or a pickle that carries code (refused, never run)."""
     import pickle
@@ -104,7 +105,8 @@ def read_state_dict(path: str | Path, encoder: str = "auto") -> dict[str, torch.
 def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "auto") -> nn.Module:
     """Load strictly; a checkpoint of another architecture names the mismatch in one line.
     ``model.ssl_encoder`` records which encoder of the checkpoint it holds."""
-    state, model.ssl_encoder = read_backbone(path, encoder)
+    state, encoder_name = read_backbone(path, encoder)
+    model.ssl_encoder = encoder_name  # type: ignore[assignment]  # an attribute timm models do not declare
     own = model.state_dict()
     head = getattr(model, "pretrained_cfg", {}).get("classifier") or ("head" if hasattr(model, "head") else None)
     if head and not any(k.startswith(head + ".") for k in own):  # a headless probe model: drop the classifier

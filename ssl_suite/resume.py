@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -73,9 +74,9 @@ class SeededItems(Dataset):
         self.base, self.seed = base, seed
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.base)  # type: ignore[arg-type]  # map-style datasets have a length
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
         s = _mix(self.seed, epoch, index)
         outer = rng_states()  # the caller's streams (main process: drop path, masks) stay untouched
@@ -113,7 +114,7 @@ class ResumeState(pl.Callback):
     def __init__(self, sampler: EpochSampler, batch_size: int) -> None:
         self.sampler, self.batch_size = sampler, batch_size
 
-    def setup(self, trainer, module, stage) -> None:
+    def setup(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
         self.trainer = trainer
 
     def state_dict(self) -> dict:  # called while a checkpoint is written

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,10 +49,10 @@ def _dsigmoid_fused(dp: Tensor, p: Tensor) -> None:
 class _Compiled:
     """torch.compile ``fused`` on first use; on any failure use ``eager`` from then on."""
 
-    def __init__(self, fused, eager):
+    def __init__(self, fused: Callable[..., None], eager: Callable[..., None]) -> None:
         self.fused, self.fn, self.tried = fused, eager, False
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> None:
         if not self.tried:
             self.tried = True
             if os.environ.get("FLASH_SIGMOID_COMPILE", "0") == "1":

@@ -17,8 +17,8 @@ def normalize_dict(mean: Sequence[float], std: Sequence[float]) -> dict:
 def ssl_views(
     num_views: int,
     image_size: int,
-    mean,
-    std,
+    mean: Sequence[float],
+    std: Sequence[float],
     *,
     min_scale: float = 0.08,
     cj_prob: float = 0.8,
@@ -44,7 +44,7 @@ def ssl_views(
     return MultiViewTransform([view] * num_views)
 
 
-def eval_transform(image_size: int, mean, std, resize: bool) -> T.Compose:
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float], resize: bool) -> T.Compose:
     """Deterministic transform for frozen features: resize to size/0.875 and centre-crop
     (ImageNet protocol) when ``resize``, else the image as it is (28-32 px data)."""
     steps = [T.Resize(int(round(image_size / 0.875))), T.CenterCrop(image_size)] if resize else []

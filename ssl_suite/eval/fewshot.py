@@ -48,11 +48,11 @@ def fewshot_splits(
     if y.ndim != 1 or len(y) == 0 or y.min() < 0:
         raise ValueError("train_y must be a non-empty 1-D tensor of non-negative labels")
     classes, counts = np.unique(y, return_counts=True)
-    take = (
-        np.full(len(classes), shots)
-        if shots is not None
-        else np.maximum(1, np.round(percent / 100 * counts)).astype(int)
-    )
+    if shots is not None:
+        take = np.full(len(classes), shots)
+    else:
+        assert percent is not None  # exactly one of the two, checked above
+        take = np.maximum(1, np.round(percent / 100 * counts)).astype(int)
     if (take > counts).any():
         c = classes[np.argmax(take > counts)]
         raise ValueError(f"class {c} has {counts[classes == c][0]} samples, fewer than the {shots} shots asked")
@@ -112,7 +112,7 @@ def fewshot_probe(
     ``{p}pct_seed{seed}.json``) and loaded afterwards.
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
-    settings = [(f"{k}-shot", f"{k}shot", {"shots": int(k)}) for k in shots]
+    settings: list[tuple[str, str, dict[str, float]]] = [(f"{k}-shot", f"{k}shot", {"shots": int(k)}) for k in shots]
     settings += [(f"{p:g}%", f"{p:g}pct", {"percent": float(p)}) for p in percents]
     if not settings:
         raise ValueError("give at least one of shots and percents")

@@ -120,11 +120,11 @@ def linear_probe(
     batch = min(batch_size, n)
     peak_lr = lr * batch / 256
 
-    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, num_classes))
-    nn.init.trunc_normal_(head[1].weight, std=0.01, generator=gen)  # MAE's head init
-    nn.init.zeros_(head[1].bias)
-    head.to(device)
-    opt = probe_optimizer(head[1], optimizer, peak_lr, momentum, weight_decay)
+    linear = nn.Linear(dim, num_classes)
+    nn.init.trunc_normal_(linear.weight, std=0.01, generator=gen)  # MAE's head init
+    nn.init.zeros_(linear.bias)
+    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear).to(device)
+    opt = probe_optimizer(linear, optimizer, peak_lr, momentum, weight_decay)
 
     threads = torch.get_num_threads()
     if torch.device(device).type == "cpu":

@@ -14,7 +14,7 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from omegaconf import DictConfig
-from torch import nn
+from torch import Tensor, nn
 
 from ..ema import EMATarget
 from .base import EMATargetMethod
@@ -37,7 +37,7 @@ class BYOL(EMATargetMethod):
     def online_network(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.projection_head)
 
-    def training_step(self, batch, batch_idx: int):
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         views, targets = batch
         x = torch.cat(views)
         features = self.backbone(x)

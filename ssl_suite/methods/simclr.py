@@ -14,6 +14,7 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from omegaconf import DictConfig
+from torch import Tensor
 
 from ..losses import PolyViewLoss
 from .base import SSLMethod
@@ -30,7 +31,7 @@ class Contrastive(SSLMethod):
         else:
             self.criterion = PolyViewLoss(m.objective, m.temperature, gather_distributed=True)
 
-    def training_step(self, batch, batch_idx: int):
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         views, targets = batch
         features = self.backbone(torch.cat(views))  # one pass over all M views
         z = self.projection_head(features).chunk(self.num_views)

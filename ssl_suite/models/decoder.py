@@ -36,13 +36,14 @@ def suite_blocks(
                 qkv_bias=True,
                 qk_norm=True,
                 init_values=LAYER_SCALE_INIT,
-                norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                norm_layer=partial(nn.LayerNorm, eps=1e-6),  # type: ignore[arg-type]  # timm takes any factory
                 attn_layer=SigmoidAttention,
             )
             for _ in range(depth)
         ]
     )
-    return set_attention(blocks, attention, sigmoid_bias)
+    set_attention(blocks, attention, sigmoid_bias)
+    return blocks
 
 
 class SuiteDecoder(MaskedVisionTransformerDecoderTIMM):
