@@ -72,7 +72,7 @@ def _encoder_prefix(blob: dict, path: Path, encoder: str) -> tuple[str, str]:
     return known["prefixes"][name], name
 
 
-def read_backbone(path: str | Path, encoder: str = "auto") -> tuple[dict[str, torch.Tensor], str]:
+def read_backbone(path: str | Path, encoder: str = "auto", blob: Any = None) -> tuple[dict[str, torch.Tensor], str]:
     """(backbone tensors, which encoder) from a Lightning checkpoint (keys under the encoder's
     prefix: ``backbone.`` for the online network; I-JEPA's default is its EMA target), a
     safetensors file, or a plain state dict; loaded with ``weights_only=True`` or safetensors."""
@@ -88,7 +88,7 @@ def read_backbone(path: str | Path, encoder: str = "auto") -> tuple[dict[str, to
             return load_file(str(file)), "as exported"
         except (SafetensorError, OSError) as err:
             raise UserError(f"{file} is not a valid safetensors file: {str(err).splitlines()[0]}") from None
-    blob = safe_load(path)
+    blob = safe_load(path) if blob is None else blob  # ``blob``: the file's content, if the caller read it
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds no state dict")
@@ -102,10 +102,10 @@ def read_state_dict(path: str | Path, encoder: str = "auto") -> dict[str, torch.
     return read_backbone(path, encoder)[0]
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "auto") -> nn.Module:
+def load_backbone_weights(model: nn.Module, path: str | Path, encoder: str = "auto", blob: Any = None) -> nn.Module:
     """Load strictly; a checkpoint of another architecture names the mismatch in one line.
     ``model.ssl_encoder`` records which encoder of the checkpoint it holds."""
-    state, encoder_name = read_backbone(path, encoder)
+    state, encoder_name = read_backbone(path, encoder, blob)
     model.ssl_encoder = encoder_name  # type: ignore[assignment]  # an attribute timm models do not declare
     own = model.state_dict()
     head = getattr(model, "pretrained_cfg", {}).get("classifier") or ("head" if hasattr(model, "head") else None)

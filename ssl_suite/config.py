@@ -270,6 +270,24 @@ def _merge(schema: DictConfig, other: DictConfig, source: str) -> DictConfig:
         raise UserError(f"{source}: bad value for '{err.full_key}': {msg}") from None
 
 
+def device_count(devices: Any) -> int | None:
+    """Devices per node as Lightning reads ``trainer.devices``: a count (an int or "3"), device
+    indices (a list or "0,1"), or None for all visible ("auto", -1); one line for anything else."""
+    if devices == "auto" or devices == -1:
+        return None
+    if isinstance(devices, str) and devices.replace(",", "").strip().isdigit():
+        devices = [int(d) for d in devices.split(",")] if "," in devices else int(devices)
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1:
+        return devices
+    if (OmegaConf.is_list(devices) or isinstance(devices, list)) and len(devices) > 0:
+        if all(isinstance(d, int) and d >= 0 for d in devices):
+            return len(devices)
+    raise UserError(
+        f"config trainer.devices={devices!r}: expected a count >= 1, -1 or auto (all), "
+        "or a list of device indices such as [0, 1]"
+    )
+
+
 def validate_trainer(t: DictConfig) -> None:
     """What Lightning would reject deep inside Trainer(...), as one line here (its own lists)."""
     from lightning_fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
@@ -288,24 +306,7 @@ def validate_trainer(t: DictConfig) -> None:
     accelerators = ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
     if t.accelerator not in accelerators:
         raise UserError(f"config trainer.accelerator={t.accelerator!r}: expected one of {', '.join(accelerators)}")
-    devices = t.devices
-    ok = (
-        devices == "auto"
-        or devices == -1
-        or (isinstance(devices, int) and devices >= 1)
-        or (
-            isinstance(devices, str)
-            and devices.replace(",", "").strip().isdigit()
-            and int(devices.split(",")[0]) >= 0
-            and (devices.strip() != "0")
-        )
-        or (OmegaConf.is_list(devices) and len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices))
-    )
-    if not ok:
-        raise UserError(
-            f"config trainer.devices={devices!r}: expected a count >= 1, -1 or auto (all), "
-            "or a list of device indices such as [0, 1]"
-        )
+    device_count(t.devices)
     if not (isinstance(t.limit_train_batches, (int, float)) and t.limit_train_batches > 0):
         raise UserError(
             f"config trainer.limit_train_batches={t.limit_train_batches!r}: expected a fraction in (0, 1] "

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,14 +47,14 @@ class Exported:
     folder: bool
 
 
-def _checkpoint_meta(checkpoint: Path) -> tuple[dict | None, dict]:
-    """(the suite config or None, {"global_step", "epoch"}) of a Lightning checkpoint; exports and
-    plain state dicts have neither."""
+def _checkpoint_meta(checkpoint: Path) -> tuple[Any, dict | None, dict]:
+    """(the file's content, read once; the suite config or None; {"global_step", "epoch"}) of a
+    Lightning checkpoint; exports and plain state dicts have no config or progress."""
     if checkpoint.suffix == ".safetensors" or checkpoint.is_dir():
-        return None, {}
+        return None, None, {}
     blob = safe_load(checkpoint)
     cfg = blob.get("hyper_parameters", {}).get("config") if isinstance(blob, dict) else None
-    return cfg, {k: blob[k] for k in ("global_step", "epoch") if isinstance(blob, dict) and k in blob}
+    return blob, cfg, {k: blob[k] for k in ("global_step", "epoch") if isinstance(blob, dict) and k in blob}
 
 
 def export_backbone(
@@ -70,7 +71,7 @@ def export_backbone(
     checkpoint, out = Path(checkpoint), Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"export path {out} exists; pass --overwrite to replace it")
-    cfg, progress = _checkpoint_meta(checkpoint)
+    blob, cfg, progress = _checkpoint_meta(checkpoint)
     if model_name is None and cfg is None:
         raise UserError(
             f"{checkpoint} is not an ssl-suite Lightning checkpoint (it has no saved config): pass --model NAME"
@@ -83,7 +84,7 @@ def export_backbone(
         model = timm.create_model(name, pretrained=False, num_classes=0, **model_args)
     except RuntimeError as err:
         raise UserError(f"--model {name!r}: {str(err).splitlines()[0]}") from None
-    model = load_backbone_weights(model, checkpoint, encoder)
+    model = load_backbone_weights(model, checkpoint, encoder, blob)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {"model": name, "source": str(checkpoint), "encoder": model.ssl_encoder}
     from safetensors.torch import save_file

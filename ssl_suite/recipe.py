@@ -13,25 +13,19 @@ import json
 from omegaconf import DictConfig
 
 from . import scaling
+from .config import device_count
 from .errors import UserError
 
 
 def world_size(cfg: DictConfig) -> int:
     """devices x nodes, from the config (Lightning's ``auto``/-1 cannot be known off the machine)."""
-    devices = cfg.trainer.devices
-    if isinstance(devices, str) and devices.isdigit():
-        devices = int(devices)
-    if not isinstance(devices, int) or isinstance(devices, bool):
-        if hasattr(devices, "__len__") and not isinstance(devices, str):
-            devices = len(devices)  # a list of device indices
-        else:
-            raise UserError(
-                f"trainer.devices={devices!r}: give the number of devices per node "
-                "(e.g. trainer.devices=8) to derive the recipe"
-            )
-    if devices < 1 or cfg.trainer.num_nodes < 1:
-        raise UserError(f"trainer.devices={devices} and trainer.num_nodes={cfg.trainer.num_nodes} must be >= 1")
-    return devices * cfg.trainer.num_nodes
+    devices = device_count(cfg.trainer.devices)
+    if devices is None:
+        raise UserError(
+            f"trainer.devices={cfg.trainer.devices!r}: give the number of devices per node "
+            "(e.g. trainer.devices=8) to derive the recipe"
+        )
+    return devices * cfg.trainer.num_nodes  # num_nodes >= 1: checked with the config
 
 
 def derive(cfg: DictConfig) -> dict:
