@@ -51,7 +51,7 @@ def main():
     print(
         f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.1f}, reps {reps}, "
-        f"cpu block elements {flash_sigmoid.cpu.CHUNK_ELEMENTS}"
+        f"cpu block elements {flash_sigmoid.cpu.CHUNK_ELEMENTS} (n <= 256: {flash_sigmoid.cpu.SHORT_BLOCK_ELEMENTS})"
         + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else "")
         + "\n"
     )

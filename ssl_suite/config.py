@@ -117,6 +117,7 @@ class TrainerConfig:
     deterministic: bool = False
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (one line, last good checkpoint kept) | skip the step
     sync_batchnorm: bool = True  # heads' BatchNorm over the global batch under DDP (as one device would see it)
+    compile: Any = "auto"  # torch.compile blocks and heads: true | false | auto (on CUDA only; compilation.py)
 
 
 @dataclass
@@ -165,6 +166,7 @@ PROBES = ("linear", "logistic", "knn", "fewshot", "fairness", "calibration")  # 
 def choices() -> dict[str, tuple]:
     """Valid values per key, each list asked of the module that owns it (imported here, not at
     module import, so reading a config stays light until it is validated)."""
+    from .compilation import COMPILE_MODES
     from .eval.linear import PROBE_OPTIMIZERS
     from .guards import MODES as NONFINITE_MODES
     from .losses.polyview import OBJECTIVES
@@ -182,6 +184,7 @@ def choices() -> dict[str, tuple]:
         "eval.encoder": ENCODER_CHOICES,
         "eval.linear_optimizer": PROBE_OPTIMIZERS,
         "trainer.nonfinite": NONFINITE_MODES,
+        "trainer.compile": COMPILE_MODES,
     }
 
 
@@ -318,7 +321,7 @@ def validate(cfg: DictConfig) -> None:
     for key, valid in choices().items():
         value = OmegaConf.select(cfg, key)
         if value not in valid:
-            raise UserError(f"config {key}={value!r}: expected one of {', '.join(valid)}")
+            raise UserError(f"config {key}={value!r}: expected one of {', '.join(map(str, valid))}")
     for key in POSITIVE:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:

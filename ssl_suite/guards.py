@@ -3,9 +3,11 @@ trouble early (gradient norm; for sigmoid attention, the mean attention row sum 
 paper's early-training norm signal: with b = -log n it starts of order 1 and drifts if attention
 saturates).
 
-The loss is checked before backward, gradients before the optimizer step; attention outputs
-are checked in the forward pass (no synchronisation: flags are read only when something is
-already wrong), so the message names the first component that went non-finite. ``stop`` raises
+The loss and the gradient norm get finiteness flags on the device; the host reads them once
+per optimizer step, before the update (one synchronisation). Only when one is non-finite is the
+step's forward replayed with per-block hooks, so the message names the first component that
+went non-finite (an attention block, else the loss, else the gradients) while ordinary steps
+carry no hooks (and compiled blocks are never recompiled for them). ``stop`` raises
 a one-line error and writes no checkpoint, so the last good one stays the newest; ``skip``
 drops that step's update (gradients cleared) and continues, counting skips.
 """
@@ -18,6 +20,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from .errors import UserError
 from .models import SigmoidAttention
+from .resume import rng_states, set_rng_states
 
 MODES = ("stop", "skip")
 
@@ -38,22 +41,28 @@ class NonFiniteGuard(pl.Callback):
         if mode not in MODES:
             raise ValueError(f"non-finite mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode, self.objective, self.every = mode, objective, max(1, log_every_n_steps)
-        self.skipped, self.bad, self.flags, self.row_sums, self.hooks = 0, None, {}, {}, []
+        self.skipped, self.bad, self.row_sums, self.hooks = 0, None, {}, []
+        self.loss_finite: torch.Tensor | None = None  # all micro-batches' losses finite so far
 
-    # -- forward: per-block finiteness flags, row sums on logging steps ---------------------------
+    # -- forward: row sums on logging steps; the step kept for a replay if it goes wrong ----------
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self.bad, self.flags, self.row_sums = None, {}, {}
+        self.bad, self.row_sums = None, {}
+        self.batch, self.batch_idx, self.rng = batch, batch_idx, rng_states()  # references: no copies
         if self.mode == "skip":  # BatchNorm statistics a bad forward pass would poison
             self.buffers = [b.detach().clone() for b in module.buffers()]
-        logging = trainer.global_step % self.every == 0
+        if trainer.global_step % self.every == 0 and self._attach(module, self._row_sum_hook):
+            # Hooks inside compiled blocks would recompile them: this one step runs eagerly.
+            torch.compiler.set_stance("force_eager")
+
+    def _attach(self, module, make_hook) -> bool:
         for name, m in module.named_modules():
             if isinstance(m, SigmoidAttention) and not name.startswith("target."):
-                self.hooks.append(m.register_forward_hook(self._hook(name, m, logging)))
+                self.hooks.append(m.register_forward_hook(make_hook(name, m)))
+        return bool(self.hooks)
 
-    def _hook(self, name, attn, logging):
+    def _row_sum_hook(self, name, attn):
         def hook(_module, inputs, output):
-            self.flags.setdefault(name, []).append(torch.isfinite(output).all())
-            if logging and attn.attention == "sigmoid" and name not in self.row_sums:
+            if attn.attention == "sigmoid" and name not in self.row_sums:
                 with torch.no_grad():
                     self.row_sums[name] = attention_row_sum(attn, inputs[0].detach())
 
@@ -63,18 +72,21 @@ class NonFiniteGuard(pl.Callback):
         for h in self.hooks:
             h.remove()
         self.hooks = []
+        torch.compiler.set_stance("default")
 
     def on_before_backward(self, trainer, module, loss) -> None:
+        # No host sync here: the flag is read once, with the gradient norm, before the update.
         self._remove_hooks()
-        if not torch.isfinite(loss):
-            first = next((n for n, fs in self.flags.items() if not torch.stack(fs).all()), None)
-            self._trouble(trainer, f"attention output ({first})" if first else "loss")
+        finite = torch.isfinite(loss.detach())
+        self.loss_finite = finite if self.loss_finite is None else self.loss_finite & finite
 
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else None
-        if self.bad is None and norm is not None and not torch.isfinite(norm):
-            self._trouble(trainer, "gradient norm")
+        norm = torch.nn.utils.get_total_norm(grads) if grads else None
+        loss_ok, self.loss_finite = self.loss_finite, None
+        checks = [t for t in (loss_ok, None if norm is None else torch.isfinite(norm)) if t is not None]
+        if self.bad is None and checks and not bool(torch.stack(checks).all()):  # the step's one host sync
+            self._trouble(trainer, self._culprit(module, loss_ok))
         if self.bad is not None:  # skip mode: drop this update entirely, statistics included
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
@@ -86,6 +98,33 @@ class NonFiniteGuard(pl.Callback):
             logs.update({f"attention_row_sum/{n.replace('.', '_')}": v for n, v in self.row_sums.items()})
             if logs:
                 module.log_dict(logs, on_step=True, on_epoch=False)
+
+    def _culprit(self, module, loss_ok: torch.Tensor | None) -> str:
+        """The first component that went non-finite. Found by replaying the (last micro-)batch's
+        forward eagerly, with the same random numbers, under per-block finiteness hooks: nothing
+        is hooked on ordinary steps, so the hot path pays nothing for this."""
+        flags: dict[str, torch.Tensor] = {}
+
+        def flag_hook(name, _attn):
+            def hook(_module, _inputs, output):
+                flags.setdefault(name, torch.isfinite(output).all())
+
+            return hook
+
+        log, log_dict = module.log, module.log_dict
+        module.log = module.log_dict = lambda *a, **k: None  # the replay logs nothing
+        set_rng_states(self.rng)
+        try:
+            self._attach(module, flag_hook)
+            with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+                module.training_step(self.batch, self.batch_idx)
+        finally:
+            self._remove_hooks()
+            module.log, module.log_dict = log, log_dict
+        first = next((name for name, ok in flags.items() if not bool(ok)), None)
+        if first is not None:
+            return f"attention output ({first})"
+        return "loss" if loss_ok is not None and not bool(loss_ok) else "gradient norm"
 
     def _trouble(self, trainer, component: str) -> None:
         where = f"non-finite {component} at step {trainer.global_step}" + (

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 
 def _mix(*values: int) -> int:
@@ -68,9 +68,10 @@ class EpochSampler(Sampler):
 
 
 class SeededItems(Dataset):
-    """``base[index]`` with torch, numpy and random seeded from (seed, epoch, index) first."""
+    """``base[index]`` with torch, numpy and random seeded from (seed, epoch, index) first
+    (``seed=None``: a deterministic transform, nothing to seed: the index is looked up as it is)."""
 
-    def __init__(self, base: Dataset, seed: int) -> None:
+    def __init__(self, base: Dataset, seed: int | None) -> None:
         self.base, self.seed = base, seed
 
     def __len__(self) -> int:
@@ -78,15 +79,21 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
+        if self.seed is None:
+            return self.base[index]
+        # In the main process the caller's streams (drop path, masks) must stay untouched; a
+        # loader worker's own streams serve nothing else (saving and restoring them cost 7x the
+        # item itself at 28 px).
+        outer = rng_states() if get_worker_info() is None else None
         s = _mix(self.seed, epoch, index)
-        outer = rng_states()  # the caller's streams (main process: drop path, masks) stay untouched
         torch.manual_seed(s)
         random.seed(s)
         np.random.seed(s % 2**32)
         try:
             return self.base[index]
         finally:
-            set_rng_states(outer)
+            if outer is not None:
+                set_rng_states(outer)
 
 
 def rng_states() -> dict:

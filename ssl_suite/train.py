@@ -22,6 +22,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from .checkpoints import suite_config
+from .compilation import CompileTimer, compile_in_place, wants_compile
 from .config import to_yaml
 from .data import eval_dataset, has_labels, num_classes, ssl_train_dataset
 from .errors import UserError
@@ -150,8 +151,8 @@ def loader(dataset, cfg: DictConfig, sampler=None) -> DataLoader:
     """Training (with an ``EpochSampler``: resumable order, per-sample seeded augmentation) or
     validation (in order) batches."""
     d = cfg.data
-    if sampler is not None:
-        dataset = SeededItems(dataset, cfg.seed)
+    if sampler is not None:  # per-item seeds only for random (CPU-side) views
+        dataset = SeededItems(dataset, cfg.seed if d.augment_on == "cpu" else None)
     # Its own generator: making an iterator (worker seeds) never draws from the global RNG stream.
     generator = torch.Generator().manual_seed(cfg.seed)
     return DataLoader(
@@ -181,6 +182,8 @@ def pretrain(
     trainer = build_trainer(cfg, **trainer_overrides)
     if cfg.trainer.sync_batchnorm and trainer.world_size > 1:
         globalise_batchnorm(method)  # heads' BatchNorm over the global batch (CPU and GPU alike)
+    if wants_compile(cfg.trainer.compile, trainer.strategy.root_device.type):
+        trainer.callbacks.append(CompileTimer(compile_in_place(method)))
     sampler = EpochSampler(len(train_set), cfg.seed, num_replicas=trainer.world_size, rank=trainer.global_rank)
     trainer.callbacks.extend([ResumeState(sampler, cfg.data.batch_size), *callbacks])
     if trainer.is_global_zero:

@@ -2,7 +2,7 @@
 
 No score matrix outlives its block: the forward computes sigmoid(q k^T * scale + b) v one block
 of rows at a time and the backward recomputes each block's P from q and k, so only q, k, v are
-saved. Blocks hold about ``CHUNK_ELEMENTS`` scores and reuse one workspace per call: fresh
+saved. Blocks hold about ``block_elements(nq, nk)`` scores and reuse one workspace per call: fresh
 multi-MiB tensors per block would each be page-faulted in again. The elementwise steps
 (bias + sigmoid, dS = dP * P * (1 - P)) run in place. ``FLASH_SIGMOID_COMPILE=1`` fuses them
 with torch.compile (eager if compiling fails). It is opt-in: it works here (gcc), but the first
@@ -21,11 +21,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-# Scores per block (16 MiB in fp32). Each block costs ~8 parallel regions; on an oversubscribed
-# CPU (other processes, DDP ranks with several threads each) every region waits for a time
-# slice. Measured at ViT-S/16 on 2 busy cores: 1 << 18 blocks ran ~20x slower than SDPA,
-# 1 << 22 ~1.5x; on an idle machine 1 << 18 (cache-resident) was ~10% faster than 1 << 22.
-CHUNK_ELEMENTS = int(os.environ.get("FLASH_SIGMOID_CPU_BLOCK", 1 << 22))
+# Scores per block. Each block costs ~8 parallel regions; on an oversubscribed CPU (other
+# processes, DDP ranks with several threads each) every region waits for a time slice, so blocks
+# stay large: 1 << 22 scores (16 MiB in fp32) in general. Short sequences, whose whole heads fit
+# a 1 MiB block (ViT lengths, n <= 256), use 1 << 18 instead: the block stays in L2 between the
+# matmul and the sigmoid. Measured on 2 idle cores (forward+backward / SDPA): ViT-S/16 shape
+# 32x6x197x64 0.91 -> 0.75; at n = 1024 small blocks lose (1.27 -> 1.41), hence the split.
+# FLASH_SIGMOID_CPU_BLOCK fixes one size for every shape.
+_FIXED_BLOCK = os.environ.get("FLASH_SIGMOID_CPU_BLOCK")
+CHUNK_ELEMENTS = int(_FIXED_BLOCK or 1 << 22)
+SHORT_BLOCK_ELEMENTS = 1 << 18
+
+
+def block_elements(nq: int, nk: int) -> int:
+    """Scores per block for this shape (see above)."""
+    if _FIXED_BLOCK is None and nq * nk <= SHORT_BLOCK_ELEMENTS // 4:
+        return SHORT_BLOCK_ELEMENTS
+    return CHUNK_ELEMENTS
 
 
 def _sigmoid_eager(s: Tensor, bias: float) -> None:
@@ -100,7 +112,7 @@ def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: 
     q3, k3, v3 = _flat(q), _flat(k), _flat(v)
     nq, nk = q3.shape[1], k3.shape[1]
     out = q3.new_empty(q3.shape[0], nq, v3.shape[-1])
-    blocks = _blocks(q3.shape[0], nq, nk, budget or CHUNK_ELEMENTS)
+    blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     ws = q3.new_empty(_scores_size(blocks, nk))
     with torch.no_grad():
         for hs, rs in blocks:
@@ -118,7 +130,7 @@ def backward(
     nq, nk = q3.shape[1], k3.shape[1]
     # no zero fill: the first block of a head writes dK/dV, later ones accumulate
     dq, dk, dv = torch.empty_like(q3), torch.empty_like(k3), torch.empty_like(v3)
-    blocks = _blocks(q3.shape[0], nq, nk, budget or CHUNK_ELEMENTS)
+    blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     size = _scores_size(blocks, nk)
     ws_p, ws_dp = q3.new_empty(size), q3.new_empty(size)
     with torch.no_grad():

@@ -53,8 +53,9 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
 
 class DeviceViews(torch.nn.Module):
     """The same view recipe on whole batches on the accelerator (kornia), instead of per image on
-    CPU workers: input (B, C, H, W) floats in [0, 1], output M normalised views (B, C, size, size).
-    Solarize (BYOL's second view) is off by default, as in SimCLR."""
+    CPU workers: input (B, C, H, W) uint8 (a quarter of the bytes to move) or floats in [0, 1],
+    output M normalised views (B, C, size, size). Solarize (BYOL's second view) is off by
+    default, as in SimCLR."""
 
     def __init__(
         self,
@@ -91,11 +92,14 @@ class DeviceViews(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255)
         return [self.view(images) for _ in range(self.num_views)]
 
 
 def tensor_transform(image_size: int, resize: bool) -> T.Compose:
-    """What the CPU still does when views are made on the device: decode to a fixed-size tensor
-    in [0, 1] (ImageNet-size images: resize + centre crop to size/0.875 so batches stack)."""
+    """What the CPU still does when views are made on the device: decode to a fixed-size uint8
+    tensor (ImageNet-size images: resize + centre crop to size/0.875 so batches stack); the
+    device converts to floats (``DeviceViews``)."""
     side = int(round(image_size / 0.875))
-    return T.Compose(([T.Resize(side), T.CenterCrop(side)] if resize else []) + [T.ToTensor()])
+    return T.Compose(([T.Resize(side), T.CenterCrop(side)] if resize else []) + [T.PILToTensor()])

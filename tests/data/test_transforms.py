@@ -18,7 +18,7 @@ def test_device_path_matches_cpu_path_shapes_and_ranges(fake_fashion_mnist):
     cfg = _cfg(fake_fashion_mnist, "data.augment_on=device")
     images, _ = zip(*[ssl_train_dataset(cfg.data)[i] for i in range(16)])
     raw = torch.stack(images)
-    assert raw.shape == (16, 3, 28, 28) and 0 <= raw.min() and raw.max() <= 1
+    assert raw.shape == (16, 3, 28, 28) and raw.dtype == torch.uint8  # floats made on the device
     torch.manual_seed(0)
     dev = torch.stack(device_views(cfg.data)(raw))
     assert dev.shape == cpu.shape == (3, 16, 3, 28, 28)

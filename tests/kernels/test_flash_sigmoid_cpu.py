@@ -36,7 +36,7 @@ def _inputs(nq, nk, d, dv, dtype, seed=0):
 )
 def test_cpu_matches_reference(monkeypatch, dtype, nq, nk, d, dv, budget):
     if budget:
-        monkeypatch.setattr(cpu, "CHUNK_ELEMENTS", budget)
+        monkeypatch.setattr(cpu, "block_elements", lambda nq, nk: budget)
     q, k, v, g = _inputs(nq, nk, d, dv, dtype)
     exact = _run(reference.sigmoid_attention, q.double(), k.double(), v.double(), g.double())
     same = _run(reference.sigmoid_attention, q, k, v, g)
@@ -45,6 +45,14 @@ def test_cpu_matches_reference(monkeypatch, dtype, nq, nk, d, dv, budget):
         assert o.dtype == dtype and o.shape == e.shape
         err, ref_err = (o.double() - e).abs().max().item(), (s.double() - e).abs().max().item()
         assert err <= 2 * ref_err + TOL[dtype], f"{name}: {err:.3g} vs reference {ref_err:.3g}"
+
+
+def test_block_size_by_sequence_length():
+    """Whole heads of ViT-length sequences fit a small (L2-sized) block; long ones get large blocks."""
+    assert cpu.block_elements(197, 197) == cpu.SHORT_BLOCK_ELEMENTS
+    assert cpu.block_elements(1024, 1024) == cpu.CHUNK_ELEMENTS
+    # every block of the short size holds whole heads: 6 heads of 197 x 197 scores in one block
+    assert cpu._blocks(6, 197, 197, cpu.SHORT_BLOCK_ELEMENTS) == [(slice(0, 6), slice(0, 197))]
 
 
 def test_default_dispatch_and_explicit_bias_scale():
