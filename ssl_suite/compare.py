@@ -30,8 +30,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -80,73 +82,108 @@ def _list(spec, key, default):
     return list(value) if value is not None else list(default)
 
 
-def load_grid(path: str | Path) -> Grid:
-    path = Path(path)
+def _read_spec(path: Path) -> dict[str, Any]:
+    """The grid file as a plain dict; a missing file or an unknown key is a UserError."""
     if not path.is_file():
         raise UserError(f"compare grid not found: {path}")
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    spec = cast("dict[str, Any]", OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     if unknown := set(spec) - GRID_KEYS:
         raise UserError(
             f"{path}: unknown grid key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(GRID_KEYS))}"
         )
-    objectives = spec.get("objectives") or {}
-    valid = choices()["method.name"]
-    for name in objectives:
-        if name not in valid:
-            raise UserError(f"{path}: unknown objective {name!r}; valid: {', '.join(valid)}")
-    if not objectives:
-        raise UserError(f"{path}: 'objectives' must map at least one of {', '.join(valid)} to a config file")
-    attentions = _list(spec, "attention", ["sigmoid", "softmax"])
-    for a in attentions:
-        if a not in choices()["model.attention"]:
-            raise UserError(f"{path}: unknown attention {a!r}; valid: {', '.join(choices()['model.attention'])}")
-    probes = _list(spec, "probes", ["linear", "knn"])
-    for p in probes:
-        if p not in PROBES:
-            raise UserError(f"{path}: unknown probe {p!r}; valid: {', '.join(PROBES)}")
-    axes = spec.get("axes") or {}
-    common = _list(spec, "budget", []) + _list(spec, "overrides", [])
-    out = Path(spec.get("output_dir", "runs/compare"))
-    runs, baselines = [], []
-    axis_values = list(itertools.product(*axes.values())) if axes else [()]
-    for objective, config in objectives.items():
-        for attention in attentions:
-            base = [*common, f"method.name={objective}", f"model.attention={attention}"]
-            model = load_config(config, base).model.name if Path(config).is_file() else "?"
-            if not baselines:  # the data's floor: independent of objective, attention and seed
-                baselines.append(Run("raw-pixels", objective, attention, 0, config, base, floor="raw pixels"))
-            if not any(b.name == f"random-init-{model}-{attention}" for b in baselines):
-                baselines.append(
-                    Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base, floor="random init")
+    return spec
+
+
+def _check_known(path: Path, what: str, values: Iterable[str], valid: Sequence[str]) -> None:
+    """Reject the first value not in ``valid``, naming the valid ones."""
+    for value in values:
+        if value not in valid:
+            raise UserError(f"{path}: unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def _add_baselines(baselines: list[Run], objective: str, attention: str, config: str, base: list[str]) -> None:
+    """Add the floors this (objective, attention) needs: raw pixels once for the whole grid (the
+    data's floor: independent of objective, attention and seed), and one random-init backbone per
+    (model, attention)."""
+    model = load_config(config, base).model.name if Path(config).is_file() else "?"
+    if not baselines:
+        baselines.append(Run("raw-pixels", objective, attention, 0, config, base, floor="raw pixels"))
+    if not any(b.name == f"random-init-{model}-{attention}" for b in baselines):
+        baselines.append(
+            Run(f"random-init-{model}-{attention}", objective, attention, 0, config, base, floor="random init")
+        )
+
+
+def _trained_runs(
+    objective: str,
+    attention: str,
+    config: str,
+    common: list[str],
+    seeds: list[int],
+    axes: dict[str, list[Any]],
+    axis_values: list[tuple[Any, ...]],
+) -> list[Run]:
+    """The pretrained cells of one (objective, attention): one per seed x combination of axis values."""
+    runs = []
+    for seed in seeds:
+        for values in axis_values:
+            chosen = dict(zip(axes, values))
+            tag = "".join(f"-{k.split('.')[-1]}={v}" for k, v in chosen.items())
+            overrides = [
+                *common,
+                f"method.name={objective}",
+                f"model.attention={attention}",
+                f"seed={seed}",
+                *(f"{k}={v}" for k, v in chosen.items()),
+            ]
+            runs.append(
+                Run(
+                    f"{objective}-{attention}-seed{seed}{tag}",
+                    objective,
+                    attention,
+                    seed,
+                    config,
+                    overrides,
+                    chosen,
                 )
-            for seed in _list(spec, "seeds", [0]):
-                for values in axis_values:
-                    chosen = dict(zip(axes, values))
-                    tag = "".join(f"-{k.split('.')[-1]}={v}" for k, v in chosen.items())
-                    overrides = [
-                        *common,
-                        f"method.name={objective}",
-                        f"model.attention={attention}",
-                        f"seed={seed}",
-                        *(f"{k}={v}" for k, v in chosen.items()),
-                    ]
-                    runs.append(
-                        Run(
-                            f"{objective}-{attention}-seed{seed}{tag}",
-                            objective,
-                            attention,
-                            seed,
-                            config,
-                            overrides,
-                            chosen,
-                        )
-                    )
-    grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
-    for run in runs + baselines:  # every cell must be a valid config before anything starts
+            )
+    return runs
+
+
+def _validate_runs(grid: Grid, path: Path) -> None:
+    """Every cell must be a valid config before anything starts."""
+    for run in grid.runs + grid.baselines:
         try:
             load_config(run.config, run.overrides + grid.eval_overrides)
         except UserError as err:
             raise UserError(f"{path}: run {run.name}: {err}") from None
+
+
+def load_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    spec = _read_spec(path)
+    objectives = spec.get("objectives") or {}
+    valid = choices()["method.name"]
+    _check_known(path, "objective", objectives, valid)
+    if not objectives:
+        raise UserError(f"{path}: 'objectives' must map at least one of {', '.join(valid)} to a config file")
+    attentions = _list(spec, "attention", ["sigmoid", "softmax"])
+    _check_known(path, "attention", attentions, choices()["model.attention"])
+    probes = _list(spec, "probes", ["linear", "knn"])
+    _check_known(path, "probe", probes, PROBES)
+    axes = spec.get("axes") or {}
+    common = _list(spec, "budget", []) + _list(spec, "overrides", [])
+    out = Path(spec.get("output_dir", "runs/compare"))
+    runs: list[Run] = []
+    baselines: list[Run] = []
+    axis_values = list(itertools.product(*axes.values())) if axes else [()]
+    for objective, config in objectives.items():
+        for attention in attentions:
+            base = [*common, f"method.name={objective}", f"model.attention={attention}"]
+            _add_baselines(baselines, objective, attention, config, base)
+            runs += _trained_runs(objective, attention, config, common, _list(spec, "seeds", [0]), axes, axis_values)
+    grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
+    _validate_runs(grid, path)
     return grid
 
 

@@ -19,6 +19,7 @@ from .checkpoints import ENCODER_CHOICES
 from .data.datasets import DATASETS
 from .data.spurious import FAIRNESS_DATA
 from .errors import UserError
+from .scaling import check_momentum
 
 
 @dataclass
@@ -339,13 +340,15 @@ def validate(cfg: DictConfig) -> None:
     validate_trainer(cfg.trainer)
     if cfg.method.temperature <= 0:
         raise UserError(f"config method.temperature must be positive, got {cfg.method.temperature}")
-    if not 0 <= cfg.method.momentum_base < 1:
-        raise UserError(f"config method.momentum_base must lie in [0, 1), got {cfg.method.momentum_base}")
-    pooling = cfg.eval.pooling
-    if pooling not in ("cls", "avg") and not (
-        pooling.startswith("cls_last:") and pooling[9:].isdigit() and int(pooling[9:]) > 0
-    ):
-        raise UserError(f"config eval.pooling={pooling!r}: expected cls, avg or cls_last:K with K >= 1")
+    check_momentum(cfg.method.momentum_base, "config method.momentum_base")
+    from .eval.features import parse_pooling
+
+    try:
+        parse_pooling(cfg.eval.pooling)
+    except ValueError:
+        raise UserError(
+            f"config eval.pooling={cfg.eval.pooling!r}: expected cls, avg or cls_last:K with K >= 1"
+        ) from None
     for key in ("eval.knn_k", "eval.fewshot_shots", "eval.fewshot_percents"):
         values = list(OmegaConf.select(cfg, key))
         if not values or min(values) <= 0:

@@ -3,7 +3,8 @@
 theta' <- rho theta' + (1 - rho) theta for parameters (lightly's ``update_momentum``); buffers
 (BatchNorm statistics) are copied, so the target's normalisation follows the online network.
 The target gets no gradient. ``momentum_at`` gives rho for a fraction of samples seen, with the
-EMA scaling rule applied: rho(p)^kappa.
+EMA scaling rule applied: rho(p)^kappa, kappa = effective batch / base batch (Busbridge et al.,
+"How to Scale Your EMA", NeurIPS 2023, https://arxiv.org/abs/2307.13813).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import nn
 
-from .scaling import MOMENTUM_SCHEDULES, check_momentum
+from .scaling import MOMENTUM_SCHEDULES, check_momentum, scaled_momentum
 
 
 class EMATarget(nn.Module):
@@ -29,7 +30,7 @@ class EMATarget(nn.Module):
 
     def momentum_at(self, progress: float) -> float:
         """rho at ``progress`` (fraction of training samples seen), raised to kappa."""
-        return MOMENTUM_SCHEDULES[self.schedule](progress, self.rho_base) ** self.kappa
+        return scaled_momentum(MOMENTUM_SCHEDULES[self.schedule](progress, self.rho_base), self.kappa)
 
     @torch.no_grad()
     def update(self, online: nn.Module, momentum: float) -> None:

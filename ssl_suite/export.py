@@ -146,8 +146,18 @@ def _eval_table(checkpoint: Path, cfg: dict | None) -> str | None:
 def model_card(name: str, cfg: dict | None, progress: dict, encoder: str, checkpoint: Path, out: Path) -> str:
     attention = cfg["model"]["attention"] if cfg else "sigmoid"
     objective = cfg["method"]["name"] if cfg else "unknown"
+    lines = _card_intro(name, objective, attention, encoder)
+    if cfg is not None:
+        lines += _card_training(cfg, progress)
+    lines += _card_evaluation(checkpoint, cfg)
+    lines += _card_loading(out)
+    return "\n".join(lines)
+
+
+def _card_intro(name: str, objective: str, attention: str, encoder: str) -> list[str]:
+    """The card's front matter (Hub metadata), title and one-paragraph description."""
     paper, link = PAPERS.get(objective, (objective, ""))
-    lines = [
+    return [
         "---",
         "library_name: timm",
         "license: apache-2.0",
@@ -166,28 +176,35 @@ def model_card(name: str, cfg: dict | None, progress: dict, encoder: str, checkp
         + f"; this is the checkpoint's {encoder} encoder.",
         "",
     ]
-    if cfg is not None:
-        d, t = cfg["data"], cfg["trainer"]
-        lines += [
-            "## Training",
-            "",
-            f"- data: {d['dataset']} ({d['root'] or 'default location'}), {d['image_size']} px, "
-            f"{d['num_views']} view(s) per image",
-            f"- steps: {progress.get('global_step', '?')} (epochs completed: {progress.get('epoch', '?')}), "
-            f"per-device batch {d['batch_size']}, precision {t['precision']}",
-            f"- optimizer: {cfg['optim']['name']} lr {cfg['optim']['lr']} at batch {cfg['optim']['base_batch_size']}",
-            "",
-            "<details><summary>full config</summary>",
-            "",
-            "```yaml",
-            yaml.safe_dump(cfg, sort_keys=False).strip(),
-            "```",
-            "",
-            "</details>",
-            "",
-        ]
+
+
+def _card_training(cfg: dict, progress: dict) -> list[str]:
+    """The "Training" section: data, steps, optimizer, and the full config folded away."""
+    d, t = cfg["data"], cfg["trainer"]
+    return [
+        "## Training",
+        "",
+        f"- data: {d['dataset']} ({d['root'] or 'default location'}), {d['image_size']} px, "
+        f"{d['num_views']} view(s) per image",
+        f"- steps: {progress.get('global_step', '?')} (epochs completed: {progress.get('epoch', '?')}), "
+        f"per-device batch {d['batch_size']}, precision {t['precision']}",
+        f"- optimizer: {cfg['optim']['name']} lr {cfg['optim']['lr']} at batch {cfg['optim']['base_batch_size']}",
+        "",
+        "<details><summary>full config</summary>",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False).strip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def _card_evaluation(checkpoint: Path, cfg: dict | None) -> list[str]:
+    """The "Evaluation" section: the results table saved beside the checkpoint, or how to make one."""
     table = _eval_table(checkpoint, cfg)
-    lines += [
+    return [
         "## Evaluation",
         "",
         table
@@ -196,7 +213,11 @@ def model_card(name: str, cfg: dict | None, progress: dict, encoder: str, checkp
         "(`ssl-suite eval all CONFIG --checkpoint CKPT` writes them beside it).",
         "",
     ]
-    lines += [
+
+
+def _card_loading(out: Path) -> list[str]:
+    """The "How to load" section: the timm call that loads this export."""
+    return [
         "## How to load",
         "",
         "```python",
@@ -207,4 +228,3 @@ def model_card(name: str, cfg: dict | None, progress: dict, encoder: str, checkp
         "```",
         "",
     ]
-    return "\n".join(lines)

@@ -13,9 +13,13 @@ import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .files import atomic_write_text
 from .stats import Interval, interval, paired_difference
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 # (column, how to read it from a result); None when the probe did not run.
 METRICS = {
@@ -122,34 +126,70 @@ def _plots(results: list[dict], output_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     paths = []
     trained = [r for r in results if not r["floor"]]
     objectives = sorted({r["objective"] for r in trained})
     attentions = sorted({r["attention"] for r in trained})
+    paths.append(_plot_accuracy_by_objective(results, objectives, attentions, output_dir))
+    paths.append(_plot_accuracy_vs_time(trained, output_dir))
+    curves = _loss_curves(output_dir, trained)
+    if curves:
+        paths.append(_plot_loss_curves(curves, trained, objectives, output_dir))
+    return paths
+
+
+def _plot_accuracy_by_objective(
+    results: list[dict], objectives: list[str], attentions: list[str], output_dir: Path
+) -> Path:
+    """One panel per compared metric: bars per objective and attention with 95% error bars, the floors as lines."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(COMPARED), figsize=(2 * (1.6 * max(3, len(objectives)) + 1), 3.6))
     for ax, metric in zip(axes, COMPARED):
         width = 0.8 / max(1, len(attentions))
-        values = []
-        for j, att in enumerate(attentions):
-            cells = [interval(by_seed(results, o, att, metric).values()) for o in objectives]
-            means = [c.mean if c else 0 for c in cells]
-            errors = [(c.high - c.mean) if c and c.high is not None else 0 for c in cells]
-            values += [m for m, c in zip(means, cells) if c]
-            ax.bar([i + j * width for i in range(len(objectives))], means, width, yerr=errors, capsize=3, label=att)
-        for r in results:  # the floors as lines
-            if r["floor"] and (v := METRICS[metric](r)) is not None:
-                style = dict(color="black", ls="-") if r["floor"] == "raw pixels" else dict(color="grey", ls="--")
-                ax.axhline(v, lw=0.9, **style)
-                values.append(v)
+        values = _draw_bars(ax, results, metric, objectives, attentions, width)
+        values += _draw_floors(ax, results, metric)
         ax.set_xticks([i + width * (len(attentions) - 1) / 2 for i in range(len(objectives))], objectives)
         ax.set_ylabel(f"{metric} (%)")
         ax.set_title(f"{metric}: 95% intervals; solid raw pixels, dashed random init", fontsize=8)
         if values:
             ax.set_ylim(max(0, min(values) - 10), min(100, max(values) + 5))
         ax.legend(fontsize=7)
-    paths.append(_save(fig, output_dir / "accuracy_by_objective.png"))
+    return _save(fig, output_dir / "accuracy_by_objective.png")
+
+
+def _draw_bars(
+    ax: Axes, results: list[dict], metric: str, objectives: list[str], attentions: list[str], width: float
+) -> list[float]:
+    """A group of bars per objective, one bar per attention (mean over seeds, 95% interval as the
+    error bar); returns the plotted means, for the y range."""
+    values = []
+    for j, att in enumerate(attentions):
+        cells = [interval(by_seed(results, o, att, metric).values()) for o in objectives]
+        means = [c.mean if c else 0 for c in cells]
+        errors = [(c.high - c.mean) if c and c.high is not None else 0 for c in cells]
+        values += [m for m, c in zip(means, cells) if c]
+        ax.bar([i + j * width for i in range(len(objectives))], means, width, yerr=errors, capsize=3, label=att)
+    return values
+
+
+def _draw_floors(ax: Axes, results: list[dict], metric: str) -> list[float]:
+    """The floors as horizontal lines (solid raw pixels, dashed random init); returns their values."""
+    values = []
+    for r in results:
+        if r["floor"] and (v := METRICS[metric](r)) is not None:
+            style: dict[str, Any] = (
+                dict(color="black", ls="-") if r["floor"] == "raw pixels" else dict(color="grey", ls="--")
+            )
+            ax.axhline(v, lw=0.9, **style)
+            values.append(v)
+    return values
+
+
+def _plot_accuracy_vs_time(trained: list[dict], output_dir: Path) -> Path:
+    """Linear top-1 against pretraining wall time, one labelled point per trained run."""
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for r in trained:
@@ -159,27 +199,29 @@ def _plots(results: list[dict], output_dir: Path) -> list[Path]:
             ax.annotate(f"{r['objective']}/{r['attention'][:3]}", (x / 60, y), fontsize=7)
     ax.set_xlabel("pretraining wall time (min)")
     ax.set_ylabel("linear top-1 (%)")
-    paths.append(_save(fig, output_dir / "accuracy_vs_time.png"))
+    return _save(fig, output_dir / "accuracy_vs_time.png")
 
-    curves = _loss_curves(output_dir, trained)
-    if curves:  # one panel per objective: their losses differ by 10x in scale
-        fig, axes = plt.subplots(1, len(objectives), figsize=(3.2 * len(objectives), 3.2), squeeze=False)
-        for ax, obj in zip(axes[0], objectives):
-            for r in (r for r in trained if r["objective"] == obj and r["name"] in curves):
-                steps, values = curves[r["name"]]
-                ax.plot(
-                    steps,
-                    values,
-                    lw=1,
-                    ls="-" if r["attention"] == "sigmoid" else "--",
-                    label=f"{r['attention']} s{r['seed']}",
-                )
-            ax.set_title(obj, fontsize=9)
-            ax.set_xlabel("step")
-            ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("train loss")
-        paths.append(_save(fig, output_dir / "loss_curves.png"))
-    return paths
+
+def _plot_loss_curves(curves: dict, trained: list[dict], objectives: list[str], output_dir: Path) -> Path:
+    """Training loss by step, one panel per objective: their losses differ by 10x in scale."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(objectives), figsize=(3.2 * len(objectives), 3.2), squeeze=False)
+    for ax, obj in zip(axes[0], objectives):
+        for r in (r for r in trained if r["objective"] == obj and r["name"] in curves):
+            steps, values = curves[r["name"]]
+            ax.plot(
+                steps,
+                values,
+                lw=1,
+                ls="-" if r["attention"] == "sigmoid" else "--",
+                label=f"{r['attention']} s{r['seed']}",
+            )
+        ax.set_title(obj, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("train loss")
+    return _save(fig, output_dir / "loss_curves.png")
 
 
 def _loss_curves(output_dir: Path, results: list[dict]) -> dict:

@@ -3,10 +3,14 @@
 kappa = effective batch / base batch, the effective batch being
 per-device batch x devices x nodes x gradient accumulation. When the batch grows by kappa:
 
-- learning rate: linear for SGD and LARS (Goyal et al. 2017); square root for Adam/AdamW, with
-  beta_i -> 1 - kappa (1 - beta_i) and eps -> eps / sqrt(kappa) (Malladi et al. 2022);
-- model EMA momentum: rho -> rho^kappa (the EMA scaling rule, Busbridge et al., NeurIPS 2023),
-  applied to the momentum *schedule*: rho(n)^kappa at every point n of training.
+- learning rate: linear for SGD and LARS, lr -> kappa lr (Goyal et al., "Accurate, Large Minibatch SGD:
+  Training ImageNet in 1 Hour", 2017, https://arxiv.org/abs/1706.02677); square root for Adam/AdamW,
+  lr -> sqrt(kappa) lr, beta_i -> 1 - kappa (1 - beta_i) and eps -> eps / sqrt(kappa) (Malladi et al.,
+  "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms", NeurIPS 2022,
+  https://arxiv.org/abs/2205.10287);
+- model EMA momentum: rho -> rho^kappa (the EMA scaling rule, Busbridge et al., "How to Scale Your
+  EMA", NeurIPS 2023, https://arxiv.org/abs/2307.13813), applied to the momentum *schedule*:
+  rho(n)^kappa at every point n of training.
 
 Schedules are functions of the fraction of samples seen, never of steps, so they survive a
 change of batch size, device count or accumulation.

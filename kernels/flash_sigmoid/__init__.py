@@ -1,5 +1,9 @@
 """FlashSigmoid: sigmoid attention, out = sigmoid(q k^T * scale + b) v, b = -log(n_keys).
 
+Ramapuram et al., "Theory, Analysis, and Best Practices for Sigmoid Self-Attention", ICLR 2025,
+https://arxiv.org/abs/2409.04431: elementwise sigmoid instead of the row softmax, with the bias
+b = -log(n) keeping early attention norms in check; scale defaults to 1/sqrt(d).
+
 One entry point, ``sigmoid_attention(q, k, v, bias=None, scale=None, backend=None)``, for
 tensors shaped (batch, heads, n, d). Usable without ssl_suite.
 

@@ -24,7 +24,6 @@ def check_ratio(mask_ratio: float) -> float:
 class RandomMask:
     keep: Tensor  # (B, n_keep) visible patches, in noise order
     masked: Tensor  # (B, n - n_keep) hidden patches
-    restore: Tensor  # (B, n): cat([keep, masked], 1).gather(1, restore) == arange(n)
 
 
 def random_masking(
@@ -35,8 +34,7 @@ def random_masking(
     n_keep = max(1, round(num_patches * (1 - mask_ratio)))
     noise = torch.rand(batch_size, num_patches, device=device, generator=generator)  # (B, n)
     shuffle = noise.argsort(dim=1)  # ascending: the first n_keep are kept
-    restore = shuffle.argsort(dim=1)  # inverse permutation
-    return RandomMask(shuffle[:, :n_keep], shuffle[:, n_keep:], restore)
+    return RandomMask(shuffle[:, :n_keep], shuffle[:, n_keep:])
 
 
 @dataclass

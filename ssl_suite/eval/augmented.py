@@ -1,9 +1,14 @@
 """Linear probe trained on augmented images on the fly: the full ImageNet protocol, not cached.
 
+MAE's linear probing protocol (He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022,
+https://arxiv.org/abs/2111.06377, appendix), also MoCo v3's (Chen et al., "An Empirical Study of
+Training Self-Supervised Vision Transformers", ICCV 2021, https://arxiv.org/abs/2104.02057).
 Cached features see each training image once, un-augmented; MAE's and MoCo v3's probes see a
 new random-resized crop + flip every epoch. This path runs the frozen backbone in every step
 through lightly's ``LinearClassifier`` (a Lightning module: DDP, precision and logging come
-from the Trainer), with MAE's BatchNorm-without-affine in front of the linear layer.
+from the Trainer), with MAE's BatchNorm-without-affine in front of the linear layer: cross-entropy,
+SGD momentum 0.9, lr = ``linear_lr`` x batch / 256, cosine, no weight decay. Deviation: lightly's
+SGD without warm-up, not MAE's LARS at batch 16384 with 10 warm-up epochs.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Calibration of a probe's predicted probabilities: ECE, Brier score, reliability diagram.
 
 Accuracy says nothing about whether a 90%-confident prediction is right 90% of the time; these
-do. ECE (Guo et al. 2017): predictions are binned by confidence (the max probability) into
+do. ECE (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
+https://arxiv.org/abs/1706.04599): predictions are binned by confidence (the max probability) into
 ``n_bins`` equal-width bins ((m-1)/M, m/M] (a confidence of exactly 0 goes to the first), and
-ECE = sum over bins of |accuracy - mean confidence| x fraction of samples in the bin.
+ECE = sum over bins of |accuracy - mean confidence| x fraction of samples in the bin
+(``n_bins`` = 15 by default, as Guo et al.).
 All values are fractions in [0, 1], not percent (unlike the top-k accuracies).
-Brier score: mean over samples of sum_k (p_k - 1[y = k])^2, in [0, 2].
+Brier score (Brier 1950, Monthly Weather Review; no arXiv): mean over samples of
+sum_k (p_k - 1[y = k])^2, in [0, 2].
 """
 
 from __future__ import annotations

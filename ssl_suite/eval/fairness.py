@@ -1,9 +1,13 @@
 """Group accuracies for spurious-correlation sets (Waterbirds style, groups (y, a)).
 
+Worst-group accuracy as in Group DRO (Sagawa et al., "Distributionally Robust Neural Networks for Group
+Shifts: On the Importance of Regularization for Worst-Case Generalization", ICLR 2020,
+https://arxiv.org/abs/1911.08731): min over groups g = (y, a) of the accuracy on g.
 Plain accuracy hides a shortcut: a model that reads the background scores well on the common
 groups and badly on the rare ones. Worst-group accuracy and the gap between the attribute values
 of one class show it; the train-weighted average is the number Waterbirds papers report as
-"average accuracy" (the test groups are balanced there, train ones are not).
+"average accuracy" (the test groups are balanced there, train ones are not). The subgroup gap is
+this suite's own summary, not from the paper.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-
-Counts = Mapping | torch.Tensor | np.ndarray
 
 
 def _vector(name: str, values) -> np.ndarray:
@@ -38,20 +40,7 @@ def group_counts(labels, attrs) -> dict[tuple[int, int], int]:
     return {(int(p[0]), int(p[1])): int(c) for p, c in zip(pairs, n)}
 
 
-def _weight(counts: Counts, y: int, a: int) -> float:
-    """Train count of group (y, a): a mapping keyed by (y, a) or "y=..,a=..", or a
-    (num_classes, num_attrs) array. Absent from a mapping means none in train."""
-    if isinstance(counts, Mapping):
-        return float(counts.get((y, a), counts.get(f"y={y},a={a}", 0)))
-    table = counts.detach().cpu().numpy() if isinstance(counts, torch.Tensor) else np.asarray(counts)
-    if table.ndim != 2:
-        raise ValueError(f"train_group_counts must be (num_classes, num_attrs), got shape {table.shape}")
-    if y >= table.shape[0] or a >= table.shape[1]:
-        raise ValueError(f"train_group_counts of shape {table.shape} has no entry for y={y}, a={a}")
-    return float(table[y, a])
-
-
-def group_metrics(pred, labels, attrs, train_group_counts: Counts | None = None) -> dict:
+def group_metrics(pred, labels, attrs, train_group_counts: Mapping[tuple[int, int], int] | None = None) -> dict:
     """Accuracies in percent: ``per_group`` {"y=Y,a=A": acc} for each group in the data,
     ``average`` (accuracies of the groups in the data weighted by their train counts; by test counts, i.e. plain
     accuracy, when none are given), ``worst_group`` (lowest group accuracy) and
@@ -68,7 +57,7 @@ def group_metrics(pred, labels, attrs, train_group_counts: Counts | None = None)
     if train_group_counts is None:
         average = 100.0 * float(correct.mean())
     else:
-        weights = {g: _weight(train_group_counts, *g) for g in acc}
+        weights = {g: float(train_group_counts.get(g, 0)) for g in acc}  # absent: none in train
         if sum(weights.values()) <= 0:
             raise ValueError("train_group_counts gives no weight to any group in the data")
         average = sum(weights[g] * acc[g] for g in acc) / sum(weights.values())

@@ -28,11 +28,12 @@ from ..files import atomic_write
 
 POOLINGS = ("cls", "avg", "cls_last:K")
 BACKBONE_KEYS = ("weights", "model")  # cache meta keys that identify the backbone
-_LAST_K = re.compile(r"cls_last:(\d+)")
+_LAST_K = re.compile(r"cls_last:([1-9]\d*)")
 
 
-def _parse_pooling(pooling: str) -> int | None:
-    """K for ``cls_last:K``, None for cls/avg; ValueError for anything else."""
+def parse_pooling(pooling: str) -> int | None:
+    """K for ``cls_last:K`` (K >= 1), None for cls/avg; ValueError for anything else. The one
+    reader of the pooling grammar (the config validates with it too)."""
     if pooling in ("cls", "avg"):
         return None
     if (m := _LAST_K.fullmatch(pooling)) is None:
@@ -43,7 +44,7 @@ def _parse_pooling(pooling: str) -> int | None:
 def pool_features(model: nn.Module, images: Tensor, pooling: str) -> Tensor:
     """Return pooled features (B, D) of ``images`` (B, C, H, W); see the module docstring.
     A model with ``pools_itself`` (the raw-pixel baseline) gives its features directly."""
-    k = _parse_pooling(pooling)
+    k = parse_pooling(pooling)
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if getattr(model, "pools_itself", False):
@@ -141,7 +142,7 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
-    _parse_pooling(pooling)  # fail before touching the cache or the data
+    parse_pooling(pooling)  # fail before touching the cache or the data
     if cache_path is not None:
         _canonical(cache_meta)
         if (hit := _load_cache(Path(cache_path), cache_meta)) is not None:

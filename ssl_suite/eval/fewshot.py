@@ -1,5 +1,6 @@
-"""Low-shot logistic regression on frozen features: MSN's protocol (Assran et al. 2022,
-https://arxiv.org/abs/2204.07141; facebookresearch/msn logistic_eval.py), k-shot and p% splits.
+"""Low-shot logistic regression on frozen features: MSN's protocol (Assran et al., "Masked Siamese Networks
+for Label-Efficient Learning", ECCV 2022, https://arxiv.org/abs/2204.07141; facebookresearch/msn
+logistic_eval.py), k-shot and p% splits.
 
 MSN: each sample's feature vector (each row) is centred by its own mean and L2-normalised;
 multiclass logistic regression *without* intercept, L2 penalty lambda = 0.00025 / n on cyanure's

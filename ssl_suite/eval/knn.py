@@ -1,4 +1,5 @@
-"""Weighted k-nearest-neighbour classifier on frozen features (DINO's protocol).
+"""Weighted k-nearest-neighbour classifier on frozen features (DINO's protocol: Caron et al., "Emerging
+Properties in Self-Supervised Vision Transformers", ICCV 2021, https://arxiv.org/abs/2104.14294).
 
 Features are L2-normalised; a query's k nearest train features by cosine similarity vote for
 their labels with weight exp(sim / T); class scores are the summed votes, and top-1/top-5 come

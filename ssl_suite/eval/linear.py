@@ -1,5 +1,8 @@
 """Linear probe on frozen (cached) features, MAE protocol, and the shared top-k metric.
 
+MAE's linear probing (He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022,
+https://arxiv.org/abs/2111.06377, appendix), on cached un-augmented features (MAE augments: ``eval.augmented``).
+
 Head: ``BatchNorm1d(affine=False) + Linear`` (MAE's linear probe: the parameter-free BN
 standardises each feature, whose scales differ wildly between backbones, so one lr fits all). Cross-entropy,
 mini-batches of ``batch_size`` reshuffled each epoch (last partial batch dropped, as in MAE),
@@ -14,7 +17,8 @@ no weight decay) follow MAE's probe except the batch (MAE: 16384 with LARS); 102
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +87,40 @@ def probe_optimizer(
     return Lars(groups, lr=lr, momentum=momentum, trust_coeff=0.001)
 
 
+def _check_schedule(optimizer: str, epochs: int, batch_size: int, lr: float, warmup_epochs: int | None) -> int:
+    """Validate the probe's optimizer and schedule; return the warm-up epochs (default: MAE's 10 of 90)."""
+    if optimizer not in PROBE_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(PROBE_OPTIMIZERS)}, got {optimizer!r}")
+    warmup_epochs = epochs // 9 if warmup_epochs is None else warmup_epochs  # MAE: 10 of 90
+    if epochs < 1 or batch_size < 1 or not 0 <= warmup_epochs <= epochs or lr <= 0:
+        raise ValueError("need epochs >= 1, batch_size >= 1, 0 <= warmup_epochs <= epochs, lr > 0")
+    return warmup_epochs
+
+
+def _probe_head(
+    dim: int, num_classes: int, gen: torch.Generator, device: str | torch.device
+) -> tuple[nn.Sequential, nn.Linear]:
+    """MAE's probe head ``BN(no affine) + Linear`` on ``device``, and its linear layer (for the optimizer)."""
+    linear = nn.Linear(dim, num_classes)
+    nn.init.trunc_normal_(linear.weight, std=0.01, generator=gen)  # MAE's head init
+    nn.init.zeros_(linear.bias)
+    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear).to(device)
+    return head, linear
+
+
+@contextmanager
+def single_threaded(enabled: bool) -> Iterator[None]:
+    """Run the block with one intra-op thread when ``enabled`` (small per-op work on CPU), restoring
+    the thread count afterwards whatever happens."""
+    threads = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def linear_probe(
     train_x: Tensor,
     train_y: Tensor,
@@ -110,33 +148,21 @@ def linear_probe(
     Returns {"top1", "top5", "protocol"} (+ "logits", the test logits, with ``return_logits``).
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
-    if optimizer not in PROBE_OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(PROBE_OPTIMIZERS)}, got {optimizer!r}")
-    warmup_epochs = epochs // 9 if warmup_epochs is None else warmup_epochs  # MAE: 10 of 90
-    if epochs < 1 or batch_size < 1 or not 0 <= warmup_epochs <= epochs or lr <= 0:
-        raise ValueError("need epochs >= 1, batch_size >= 1, 0 <= warmup_epochs <= epochs, lr > 0")
+    warmup_epochs = _check_schedule(optimizer, epochs, batch_size, lr, warmup_epochs)
     gen = torch.Generator().manual_seed(seed)
     n, dim = train_x.shape
     batch = min(batch_size, n)
     peak_lr = lr * batch / 256
 
-    linear = nn.Linear(dim, num_classes)
-    nn.init.trunc_normal_(linear.weight, std=0.01, generator=gen)  # MAE's head init
-    nn.init.zeros_(linear.bias)
-    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear).to(device)
+    head, linear = _probe_head(dim, num_classes, gen, device)
     opt = probe_optimizer(linear, optimizer, peak_lr, momentum, weight_decay)
 
-    threads = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        # Per-step tensors are tiny (batch x dim): intra-op threads cost more in sync than they
-        # save, catastrophically so on a busy machine (measured 1.7 ms vs 130 ms per step).
-        torch.set_num_threads(1)
-    try:
+    # Per-step tensors are tiny (batch x dim): intra-op threads cost more in sync than they
+    # save, catastrophically so on a busy machine (measured 1.7 ms vs 130 ms per step).
+    with single_threaded(torch.device(device).type == "cpu"):
         logits = _train_and_predict(
             head, opt, train_x, train_y, test_x, device, epochs, warmup_epochs, batch, peak_lr, gen, progress
         )
-    finally:
-        torch.set_num_threads(threads)
     result: dict = dict(topk_accuracy(logits, test_y.long().cpu(), (1, 5)))
     result["protocol"] = (
         f"BN(no affine)+linear on frozen features, {optimizer.upper()} momentum={momentum} "

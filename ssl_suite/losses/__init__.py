@@ -1,5 +1,5 @@
-"""Losses lightly lacks."""
+"""Losses lightly lacks: the poly-view contrastive objectives (``polyview``, https://arxiv.org/abs/2403.05490)."""
 
-from .polyview import OBJECTIVES, PolyViewLoss, split_views
+from .polyview import OBJECTIVES, PolyViewLoss
 
-__all__ = ["OBJECTIVES", "PolyViewLoss", "split_views"]
+__all__ = ["OBJECTIVES", "PolyViewLoss"]

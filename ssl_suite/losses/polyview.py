@@ -1,7 +1,8 @@
-"""Poly-view contrastive objectives (Shidani et al., "Poly-View Contrastive Learning", ICLR 2024).
+"""Poly-view contrastive objectives (Shidani et al., "Poly-View Contrastive Learning", ICLR 2024,
+https://arxiv.org/abs/2403.05490).
 
-K samples x M views, embeddings z L2-normalised, s(a, b) = z_a . z_b / tau. For anchor view a
-of sample i and positive view b of the same sample:
+K samples x M views, embeddings z L2-normalised, s(a, b) = z_a . z_b / tau (``temperature``, default 0.1).
+For anchor view a of sample i and positive view b of the same sample:
 
     l_iab = s(ia, ib) - log[ e^{s(ia, ib)} + sum_{j != i} sum_{g=1..M} e^{s(ia, jg)} ]
 
@@ -87,12 +88,3 @@ def as_samples_by_views(views: Sequence[Tensor] | Tensor) -> Tensor:
     if z.shape[1] < 2:
         raise ValueError(f"poly-view objectives need M >= 2 views per sample, got M = {z.shape[1]}")
     return z
-
-
-def split_views(batch: Tensor, num_views: int) -> list[Tensor]:
-    """A view-major flat batch (M*K, D), as ``torch.cat(views)`` makes, back into M tensors."""
-    if num_views < 2:
-        raise ValueError(f"num_views must be at least 2, got {num_views}")
-    if len(batch) % num_views:
-        raise ValueError(f"batch of {len(batch)} embeddings is not a multiple of M = {num_views} views")
-    return list(batch.chunk(num_views))

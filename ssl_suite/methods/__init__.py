@@ -6,7 +6,7 @@ from .base import OPTIMIZERS, EMATargetMethod, SSLMethod
 from .byol import BYOL
 from .ijepa import IJEPA
 from .mae import MAE
-from .simclr import Contrastive, PolyView, SimCLR
+from .simclr import Contrastive, SimCLR
 
 METHODS = {"simclr": Contrastive, "polyview": Contrastive, "byol": BYOL, "mae": MAE, "ijepa": IJEPA}
 
@@ -23,7 +23,6 @@ __all__ = [
     "MAE",
     "METHODS",
     "Contrastive",
-    "PolyView",
     "SSLMethod",
     "SimCLR",
     "build_method",

@@ -151,8 +151,9 @@ class SSLMethod(pl.LightningModule):
 
 class EMATargetMethod(SSLMethod):
     """A method with an EMA target network (BYOL, I-JEPA). The subclass sets ``self.target``
-    (an ``EMATarget`` of ``online_network()``); here: kappa from the scaling rule, momentum by
-    fraction of samples seen, one update per optimizer step (not per micro-batch)."""
+    (an ``EMATarget`` of ``online_network()``); here: kappa from the EMA scaling rule, rho -> rho^kappa
+    (Busbridge et al., "How to Scale Your EMA", NeurIPS 2023, https://arxiv.org/abs/2307.13813),
+    momentum by fraction of samples seen, one update per optimizer step (not per micro-batch)."""
 
     target: EMATarget
 

@@ -1,10 +1,14 @@
-"""BYOL (Grill et al., NeurIPS 2020) with the EMA scaling rule (Busbridge et al., NeurIPS 2023).
+"""BYOL with the EMA scaling rule.
 
-Online: backbone -> projector (4096 hidden, BN + ReLU -> 256) -> predictor (256 -> 4096 -> 256),
-lightly's heads. Target: an EMA of backbone + projector, momentum
-rho(p) = 1 - (1 - rho_base)(cos(pi p) + 1) / 2 at the fraction p of samples seen, raised to
+BYOL: Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning", NeurIPS 2020,
+https://arxiv.org/abs/2006.07733.
+EMA scaling rule: Busbridge et al., "How to Scale Your EMA", NeurIPS 2023, https://arxiv.org/abs/2307.13813.
+
+Online: backbone -> projector (``proj_hidden_dim``, BN + ReLU -> ``proj_output_dim``; the paper's 4096 -> 256)
+-> predictor (same shape, ``pred_hidden_dim``), lightly's heads. Target: an EMA of backbone + projector,
+momentum rho(p) = 1 - (1 - rho_base)(cos(pi p) + 1) / 2 at the fraction p of samples seen, raised to
 kappa = effective batch / base batch (the rule; ``method.ema_scaling_rule=false`` turns it off).
-Loss: 2 - 2 cos(prediction, target projection), averaged over both view orders.
+Loss: 2 - 2 cos(prediction, target projection), averaged over both view orders (the paper sums them).
 The target moves once per optimizer step, not per micro-batch.
 """
 

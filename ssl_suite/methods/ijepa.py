@@ -1,12 +1,17 @@
-"""I-JEPA (Assran et al., CVPR 2023) with the suite's attention in both encoders and the predictor.
+"""I-JEPA with the suite's attention in both encoders and the predictor.
+
+Assran et al., "Self-Supervised Learning from Images with a Joint-Embedding Predictive Architecture",
+CVPR 2023, https://arxiv.org/abs/2301.08243.
 
 Per image: one context block and ``num_targets`` target blocks (``data.masking.multiblock_masks``).
 The target encoder, an EMA of the context encoder (linear schedule ``momentum_base`` -> 1,
-raised to kappa by the EMA scaling rule), encodes the whole image without gradient; its patch
+raised to kappa by the EMA scaling rule, ``ssl_suite.scaling``), encodes the whole image without gradient; its patch
 outputs, layer-normed without affine parameters, at the target blocks are the targets. The
-context encoder sees the class token and the context patches only; the predictor, a narrow
-stack of suite blocks, gets them with mask tokens at the target positions and predicts the
-targets. Loss: smooth L1. Sigmoid attention's bias follows each call's number of keys.
+context encoder sees the class token (I-JEPA's ViT has none) and the context patches only; the
+predictor, a narrow stack of suite blocks, gets them with mask tokens at the target positions and
+predicts the targets. Loss: smooth L1 between predictions and targets, averaged over target blocks,
+patches and channels, as the official code does (the paper writes the squared L2 distance).
+Sigmoid attention's bias follows each call's number of keys.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
-"""MAE (He et al., CVPR 2022) with the suite's attention in the encoder and the decoder.
+"""MAE with the suite's attention in the encoder and the decoder.
+
+He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022, https://arxiv.org/abs/2111.06377.
 
 The encoder (lightly's ``MaskedVisionTransformerTIMM`` over the backbone) sees the class token
 and the round(n (1 - ratio)) visible patches only, so sigmoid attention's bias there is
 -log(n_visible + 1), and -log(n + 1) in the decoder. Decoder: a linear map to ``decoder_dim``,
 mask tokens at the hidden positions, fixed sin-cos positions, ``decoder_depth`` suite blocks,
-a linear map to patch pixels. Loss: MSE on the hidden patches only, each target patch
-normalised by its own mean and variance (``method.norm_pix_loss``).
-The backbone keeps timm's initialisation, as under every other objective here, so comparisons
-between objectives differ in the objective only.
+a linear map to patch pixels. A random ``method.mask_ratio`` (default 0.75, as MAE) of the patches
+is hidden per image. Loss: MSE on the hidden patches only, L = mean over hidden patches and pixels
+of (x_hat - x)^2, each target patch x normalised by its own mean and variance (``method.norm_pix_loss``).
+The backbone keeps timm's initialisation (MAE's code uses xavier_uniform), as under every other
+objective here, so comparisons between objectives differ in the objective only.
 """
 
 from __future__ import annotations

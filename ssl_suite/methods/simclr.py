@@ -1,9 +1,13 @@
 """Contrastive methods on M augmented views of each image, sharing one projection head.
 
-- SimCLR (Chen et al., ICML 2020): M = 2, lightly's ``NTXentLoss`` (2N-2 negatives per anchor).
-- Poly-view (Shidani et al., ICLR 2024): M >= 2 views per sample and the geometric, arithmetic
-  or multi-crop objective of ``ssl_suite.losses.polyview``. SimCLR is its M = 2 case: the same
-  module with a different criterion, not a second copy.
+- SimCLR (Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020,
+  https://arxiv.org/abs/2002.05709): M = 2, lightly's ``NTXentLoss``, the mean over all 2N anchors of
+  -log[ exp(cos(z_i, z_j) / tau) / sum_{k != i} exp(cos(z_i, z_k) / tau) ] (2N-2 negatives per anchor),
+  tau = ``method.temperature``.
+- Poly-view (Shidani et al., "Poly-View Contrastive Learning", ICLR 2024, https://arxiv.org/abs/2403.05490):
+  M >= 2 views per sample and the geometric, arithmetic or multi-crop objective of
+  ``ssl_suite.losses.polyview``. SimCLR is its M = 2 case: the same module with a different
+  criterion, not a second copy.
 
 Negatives come from every device: both criteria gather embeddings with gradient.
 """
@@ -40,4 +44,4 @@ class Contrastive(SSLMethod):
         return loss + self.online_probe(features[: len(targets)], targets, batch_idx)
 
 
-SimCLR = PolyView = Contrastive
+SimCLR = Contrastive  # the M = 2 case, by its paper's name

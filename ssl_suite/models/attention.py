@@ -29,6 +29,7 @@ class SigmoidAttention(nn.Module):
         qk_norm: bool = False,
         scale_norm: bool = False,
         proj_bias: bool = True,
+        gated: bool = False,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         norm_layer: type[nn.Module] | None = None,
@@ -36,9 +37,10 @@ class SigmoidAttention(nn.Module):
         dtype=None,
         attention: str = "sigmoid",
         sigmoid_bias: float | None = None,
-        **_ignored,  # keywords newer timm versions may pass (e.g. gated=False)
     ) -> None:
         super().__init__()
+        if gated:  # timm's keyword, accepted so timm can pass it; an unknown keyword is a TypeError
+            raise ValueError("SigmoidAttention: gated attention (timm's gated=True) is not supported")
         dd = {"device": device, "dtype": dtype}
         head_dim = attn_head_dim or dim // num_heads
         if attn_head_dim is None and dim % num_heads:

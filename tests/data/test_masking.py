@@ -9,15 +9,12 @@ from ssl_suite.data.masking import block_size, multiblock_masks, random_masking,
 
 
 @pytest.mark.parametrize("n,ratio", [(49, 0.75), (196, 0.75), (10, 0.5), (16, 0.9), (7, 0.3)])
-def test_random_masking_keeps_round_n_and_restores_order(n, ratio):
+def test_random_masking_keeps_round_n_and_partitions_the_patches(n, ratio):
     mask = random_masking(5, n, ratio, generator=torch.Generator().manual_seed(n))
     n_keep = round(n * (1 - ratio))
     assert mask.keep.shape == (5, n_keep) and mask.masked.shape == (5, n - n_keep)
     both = torch.cat([mask.keep, mask.masked], dim=1)
     assert (both.sort(dim=1).values == torch.arange(n)).all()  # a partition of the patches
-    tokens = torch.arange(n).expand(5, -1) * 10  # any per-patch payload
-    shuffled = tokens.gather(1, both)
-    assert (shuffled.gather(1, mask.restore) == tokens).all()
     assert len({tuple(r) for r in mask.keep.tolist()}) > 1  # per-image masks differ
 
 
