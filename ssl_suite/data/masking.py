@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.types import Device
 
 
 def check_ratio(mask_ratio: float) -> float:
@@ -27,7 +28,11 @@ class RandomMask:
 
 
 def random_masking(
-    batch_size: int, num_patches: int, mask_ratio: float = 0.75, device=None, generator: torch.Generator | None = None
+    batch_size: int,
+    num_patches: int,
+    mask_ratio: float = 0.75,
+    device: Device = None,
+    generator: torch.Generator | None = None,
 ) -> RandomMask:
     """MAE: keep round(n (1 - ratio)) patches per image, chosen by sorting uniform noise."""
     check_ratio(mask_ratio)
@@ -52,7 +57,9 @@ def block_size(scale: float, aspect: float, grid: tuple[int, int]) -> tuple[int,
     return h, w
 
 
-def _place_blocks(batch_size: int, size: tuple[int, int], grid: tuple[int, int], generator, device) -> Tensor:
+def _place_blocks(
+    batch_size: int, size: tuple[int, int], grid: tuple[int, int], generator: torch.Generator | None, device: Device
+) -> Tensor:
     """A (B, H, W) boolean mask with one ``size`` block at a uniform position in each image."""
     h, w = size
     top = torch.randint(0, grid[0] - h + 1, (batch_size, 1, 1), generator=generator, device=device)
@@ -62,12 +69,12 @@ def _place_blocks(batch_size: int, size: tuple[int, int], grid: tuple[int, int],
     return (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
 
 
-def _uniform(bounds: Sequence[float], generator, device) -> float:
+def _uniform(bounds: Sequence[float], generator: torch.Generator | None, device: Device) -> float:
     lo, hi = bounds
     return lo + (hi - lo) * torch.rand((), generator=generator, device=device).item()
 
 
-def _indices(mask: Tensor, k: int, generator) -> Tensor:
+def _indices(mask: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
     """k patch indices per row of the (B, n) boolean ``mask``: a random subset of its True
     entries, ascending (rows with exactly k True give all of them)."""
     noise = torch.rand(mask.shape, generator=generator, device=mask.device) - mask.float() * 2
@@ -83,7 +90,7 @@ def multiblock_masks(
     context_scale: Sequence[float] = (0.85, 1.0),
     min_context: int = 10,
     max_tries: int = 20,
-    device=None,
+    device: Device = None,
     generator: torch.Generator | None = None,
 ) -> MultiBlockMask:
     """I-JEPA: ``num_targets`` target blocks and one context block (aspect 1) per image, target

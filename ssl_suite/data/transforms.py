@@ -10,7 +10,7 @@ from lightly.transforms import SimCLRViewTransform
 from lightly.transforms.multi_view_transform import MultiViewTransform
 
 
-def normalize_dict(mean: Sequence[float], std: Sequence[float]) -> dict:
+def normalize_dict(mean: Sequence[float], std: Sequence[float]) -> dict[str, list[float]]:
     return {"mean": list(mean), "std": list(std)}
 
 
@@ -61,8 +61,8 @@ class DeviceViews(torch.nn.Module):
         self,
         num_views: int,
         image_size: int,
-        mean,
-        std,
+        mean: Sequence[float],
+        std: Sequence[float],
         *,
         min_scale: float = 0.08,
         cj_prob: float = 0.8,
