@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from ssl_suite.config import load_config
-from ssl_suite.evaluate import evaluate
+from ssl_suite.eval.run import evaluate
 from ssl_suite.train import pretrain
 
 

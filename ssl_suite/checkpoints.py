@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from .errors import UserError
@@ -16,6 +17,11 @@ ENCODER_CHOICES = ("auto", "online", "target")
 # What an ssl-suite method writes into its checkpoints (SSLMethod.on_save_checkpoint):
 # {"prefixes": {"online": "backbone.", "target": ...}, "default": the encoder its paper evaluates}.
 ENCODERS_KEY = "encoders"
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    """Where a run's checkpoints live: ``output_dir/checkpoints`` (last.ckpt, epochNNN.ckpt)."""
+    return Path(cfg.output_dir) / "checkpoints"
 
 
 def safe_load(path: str | Path, what: str = "checkpoint") -> Any:

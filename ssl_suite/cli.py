@@ -1,4 +1,4 @@
-"""``ssl-suite pretrain | eval | recipe | compare | export``: thin argument parsing over train.py and evaluate.py.
+"""``ssl-suite pretrain | eval | recipe | compare | export``: thin argument parsing over train.py and eval/run.py.
 
 Mistakes a user can fix (missing data, unknown config keys, mismatched checkpoints) print one
 line and exit with status 2, never a deep stack trace.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from pathlib import Path
+
+from omegaconf import DictConfig
 
 from .checkpoints import ENCODER_CHOICES
 from .config import PROBES
@@ -68,7 +69,71 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_backbone
+
+    done = export_backbone(args.checkpoint, args.out, args.model, args.overwrite, args.encoder)
+    how = (
+        f"timm.create_model('local-dir:{done.path}', pretrained=True)"
+        if done.folder
+        else f"timm.create_model({done.model!r}, pretrained=True, pretrained_cfg_overlay=dict(file={str(done.path)!r}))"
+    )
+    print(f"{done.model} backbone ({done.encoder} encoder) written to {done.path}; load it with {how}", end="")
+    print(" after `import ssl_suite`")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import compare, load_grid
+
+    if args.report:
+        from .report import write_report
+
+        path = write_report(load_grid(args.grid).output_dir)
+    else:
+        path = compare(args.grid, args.run, args.print_jobs)
+    if path is not None:
+        print(f"report: {path}")
+
+
+def _eval(cfg: DictConfig, args: argparse.Namespace) -> None:
+    from .eval.results import markdown_table, save_results
+    from .eval.run import evaluate, parse_probes, resolve_checkpoint
+
+    only_floor = args.random_init or args.pixels
+    checkpoint = None if only_floor else resolve_checkpoint(cfg, args.checkpoint)
+    rows = evaluate(
+        cfg,
+        checkpoint,
+        parse_probes(args.probe),
+        baseline=not (args.no_baseline or args.pixels),
+        pixels=not (args.no_baseline or args.random_init),
+    )
+    print(markdown_table(rows, cfg))
+    json_path, md_path = save_results(rows, cfg, checkpoint)
+    print(f"\nresults: {json_path} and {md_path}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "export":
+        return _export(args)
+    if args.command == "compare":
+        return _compare(args)
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.command == "recipe":
+        from .recipe import print_recipe
+
+        print_recipe(cfg, as_json=args.json)
+    elif args.command == "pretrain":
+        from .train import pretrain
+
+        print(f"last checkpoint: {pretrain(cfg, resume=args.resume, overwrite=args.overwrite)}")
+    else:
+        _eval(cfg, args)
+
+
+def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
     if extra:  # key=value overrides may also follow the flags: pretrain CFG --overwrite trainer.max_epochs=3
@@ -76,66 +141,7 @@ def main(argv=None) -> int:
             p.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:
-        if args.command == "export":
-            from .export import export_backbone
-
-            done = export_backbone(args.checkpoint, args.out, args.model, args.overwrite, args.encoder)
-            how = (
-                f"timm.create_model('local-dir:{done.path}', pretrained=True)"
-                if done.folder
-                else f"timm.create_model({done.model!r}, pretrained=True, "
-                f"pretrained_cfg_overlay=dict(file={str(done.path)!r}))"
-            )
-            print(
-                f"{done.model} backbone ({done.encoder} encoder) written to {done.path}; load it with {how} "
-                "after `import ssl_suite`"
-            )
-            return 0
-        if args.command == "compare":
-            from .compare import compare, load_grid
-
-            if args.report:
-                from .report import write_report
-
-                path = write_report(load_grid(args.grid).output_dir)
-            else:
-                path = compare(args.grid, args.run, args.print_jobs)
-            if path is not None:
-                print(f"report: {path}")
-            return 0
-        from .config import load_config
-
-        cfg = load_config(args.config, args.overrides)
-        if args.command == "recipe":
-            from .recipe import print_recipe
-
-            print_recipe(cfg, as_json=args.json)
-        elif args.command == "pretrain":
-            from .train import pretrain
-
-            path = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
-            print(f"last checkpoint: {path}")
-        else:
-            from .evaluate import evaluate, markdown_table, save_results
-            from .train import checkpoint_dir
-
-            only_floor = args.random_init or args.pixels
-            checkpoint = None if only_floor else args.checkpoint or str(checkpoint_dir(cfg) / "last.ckpt")
-            if checkpoint is not None and args.checkpoint is None and not Path(checkpoint).is_file():
-                raise UserError(f"no checkpoint at {checkpoint} (pretrain first, or pass --checkpoint FILE)")
-            probes = PROBES if args.probe == "all" else tuple(args.probe.split(","))
-            if unknown := [p for p in probes if p not in PROBES]:
-                raise UserError(f"unknown probe {unknown[0]!r}; valid: all, {', '.join(PROBES)}")
-            rows = evaluate(
-                cfg,
-                checkpoint,
-                probes,
-                baseline=not (args.no_baseline or args.pixels),
-                pixels=not (args.no_baseline or args.random_init),
-            )
-            print(markdown_table(rows, cfg))
-            json_path, md_path = save_results(rows, cfg, checkpoint)
-            print(f"\nresults: {json_path} and {md_path}")
+        _run(args)
     except UserError as err:
         print(f"ssl-suite: error: {err}", file=sys.stderr)
         return 2

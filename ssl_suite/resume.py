@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loops.progress import _ProcessedTracker
 
 
 def _mix(*values: int) -> int:
@@ -125,7 +128,8 @@ class ResumeState(pl.Callback):
         self.trainer = trainer
 
     def state_dict(self) -> dict:  # called while a checkpoint is written
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        # Lightning declares ``current`` as the base tracker but fills it with a _ProcessedTracker.
+        done = cast("_ProcessedTracker", self.trainer.fit_loop.epoch_loop.batch_progress.current).processed
         return {"epoch": self.trainer.current_epoch, "batches_done": done}
 
     def load_state_dict(self, state: dict) -> None:

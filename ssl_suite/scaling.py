@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 LINEAR_LR = ("sgd", "lars")
 SQRT_LR = ("adam", "adamw")
@@ -120,7 +124,7 @@ def scale(
     kr = k if rule else 1.0
     lr_k = scaled_lr(lr, optimizer, kr)
     if optimizer in SQRT_LR:
-        betas_k = tuple(1.0 - kr * (1.0 - b) for b in betas)
+        betas_k = cast("tuple[float, float]", tuple(1.0 - kr * (1.0 - b) for b in betas))
         if min(betas_k) <= 1e-9:  # 0 up to rounding: no momentum left
             raise UserError(
                 f"kappa {kr:g} is too large for Adam betas {tuple(betas)}: 1 - kappa (1 - beta) = "
@@ -146,7 +150,7 @@ def linear_to_one(progress: float, rho_base: float) -> float:
 MOMENTUM_SCHEDULES = {"cosine": cosine_to_one, "linear": linear_to_one}
 
 
-def recipe(cfg, world_size: int, ema_schedule: str | None = None) -> Scaled:
+def recipe(cfg: DictConfig, world_size: int, ema_schedule: str | None = None) -> Scaled:
     """Everything a run of ``cfg`` derives on ``world_size`` processes (devices x nodes): the
     effective batch, the optimizer's rule applied to lr (warm-up start and final lr follow the
     peak), betas and eps, the schedules in epochs, and the EMA momentum at the start
@@ -158,8 +162,11 @@ def recipe(cfg, world_size: int, ema_schedule: str | None = None) -> Scaled:
     final = 1e-3 * o.lr if o.final_lr is None else o.final_lr  # None: lightly's default, 1e-3 x peak
     if o.warmup_epochs > cfg.trainer.max_epochs:
         raise UserError(f"optim.warmup_epochs={o.warmup_epochs} exceeds trainer.max_epochs={cfg.trainer.max_epochs}")
-    ema_kappa = (s.kappa if m.ema_scaling_rule else 1.0) if ema_schedule else None
-    ema = MOMENTUM_SCHEDULES[ema_schedule](0.0, m.momentum_base) ** ema_kappa if ema_schedule else None
+    ema_kappa: float | None = None
+    ema: float | None = None
+    if ema_schedule:
+        ema_kappa = s.kappa if m.ema_scaling_rule else 1.0
+        ema = MOMENTUM_SCHEDULES[ema_schedule](0.0, m.momentum_base) ** ema_kappa
     return replace(
         s,
         warmup_start_lr=o.warmup_start_lr * ratio,

@@ -25,6 +25,9 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         mean = sums[:-1] / n
         var = all_reduce(((x - mean) ** 2).sum(0)) / n
         if self.track_running_stats:
+            # nn.BatchNorm1d registers these as tensors whenever it tracks running statistics.
+            assert self.running_mean is not None and self.running_var is not None
+            assert self.num_batches_tracked is not None
             with torch.no_grad():
                 m = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked + 1)
                 self.running_mean.lerp_(mean.detach(), m)

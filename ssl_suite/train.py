@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from .checkpoints import suite_config
+from .checkpoints import checkpoint_dir, suite_config
 from .compilation import CompileTimer, compile_in_place, wants_compile
 from .config import to_yaml
 from .data import eval_dataset, has_labels, num_classes, ssl_train_dataset
@@ -66,10 +66,6 @@ class RunStats(pl.Callback):
                 indent=2,
             )
         )
-
-
-def checkpoint_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.output_dir) / "checkpoints"
 
 
 def step_checkpoints(cfg: DictConfig) -> list:

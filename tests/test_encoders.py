@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from ssl_suite.cli import main
 from ssl_suite.config import load_config
-from ssl_suite.evaluate import backbone_from
+from ssl_suite.eval.run import backbone_from
 from ssl_suite.export import export_backbone
 from ssl_suite.train import pretrain
 

@@ -10,7 +10,7 @@ import torch
 
 from ssl_suite.cli import main
 from ssl_suite.config import load_config
-from ssl_suite.evaluate import backbone_from
+from ssl_suite.eval.run import backbone_from
 from ssl_suite.train import pretrain
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,7 +38,7 @@ __all__ = ["sigmoid_attention", "default_bias", "reference", "BACKENDS", "autoca
 BACKENDS = ("reference", "cpu", "triton")
 
 
-def _impl(backend: str):
+def _impl(backend: str) -> ModuleType:
     if backend == "triton":
         from . import triton_kernels  # imported lazily: needs triton, reads TRITON_INTERPRET
 
@@ -47,7 +49,7 @@ def _impl(backend: str):
 _triton_failure: list[str] = []  # the first error of the Triton path in this process, if any
 
 
-def _run(fn: str, backend: str, *args):
+def _run(fn: str, backend: str, *args: Any) -> Any:
     """``forward``/``backward`` of the backend; a Triton path that cannot compile or launch
     falls back to the blocked path (warned once per process), never a crash mid-training."""
     if backend == "triton" and not _triton_failure:
@@ -74,7 +76,7 @@ def _attn_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backen
 
 
 @_attn_fwd.register_fake
-def _(q, k, v, scale, bias, backend):
+def _(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str) -> Tensor:
     return q.new_empty(*q.shape[:-1], v.shape[-1])
 
 
@@ -86,16 +88,18 @@ def _attn_bwd(
 
 
 @_attn_bwd.register_fake
-def _(do, q, k, v, scale, bias, backend):
+def _(
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str
+) -> tuple[Tensor, Tensor, Tensor]:
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)  # contiguous
 
 
-def _setup_context(ctx, inputs, output):
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     q, k, v, ctx.scale, ctx.bias, ctx.backend = inputs
     ctx.save_for_backward(q, k, v)  # P is recomputed: nothing of size n^2 is kept
 
 
-def _backward(ctx, do):
+def _backward(ctx: Any, do: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None]:
     q, k, v = ctx.saved_tensors
     dq, dk, dv = _attn_bwd(do, q, k, v, ctx.scale, ctx.bias, ctx.backend)
     return dq, dk, dv, None, None, None
@@ -114,7 +118,7 @@ def autocast_inputs(*tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(t if t.dtype == torch.float64 else t.to(dtype) for t in tensors)
 
 
-def _autocast_fwd(q, k, v, scale, bias, backend):
+def _autocast_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str) -> Tensor:
     q, k, v = autocast_inputs(q, k, v)
     with torch.autocast(q.device.type, enabled=False):
         return _attn_fwd(q, k, v, scale, bias, backend)

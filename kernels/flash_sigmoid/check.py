@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import re
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 import flash_sigmoid
 from flash_sigmoid import reference
@@ -31,6 +35,7 @@ from flash_sigmoid import reference
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 FLOOR = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 8e-3}  # absolute error floor per dtype
 # (batch, heads, n_queries, n_keys, head dim): tile edges, a single token, cross attention
+AttnFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (q, k, v) -> out
 ODD_SHAPES = [(2, 3, 197, 197, 64), (1, 2, 203, 203, 80), (1, 2, 1, 1, 64), (1, 2, 17, 203, 128), (1, 2, 203, 17, 64)]
 
 
@@ -38,14 +43,17 @@ def backends(device: str) -> list[str]:
     return ["reference", "cpu", "triton"] if device == "cuda" else ["reference", "cpu"]
 
 
-def _grads(fn, q, k, v, g):
+def _grads(fn: AttnFn, q: Tensor, k: Tensor, v: Tensor, g: Tensor) -> list[Tensor]:
     q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
     out = fn(q, k, v)
     out.backward(g.to(out.dtype))
+    assert q.grad is not None and k.grad is not None and v.grad is not None  # all require grad
     return [out, q.grad, k.grad, v.grad]
 
 
-def check_case(shape, dtype: str, backend: str, device: str, seed: int = 0) -> dict:
+def check_case(
+    shape: tuple[int, int, int, int, int], dtype: str, backend: str, device: str, seed: int = 0
+) -> dict[str, Any]:
     """Max abs errors (out, dq, dk, dv) of ``backend`` and of the same-dtype reference vs float64."""
     B, H, nq, nk, d = shape
     gen = torch.Generator().manual_seed(seed)
@@ -53,12 +61,12 @@ def check_case(shape, dtype: str, backend: str, device: str, seed: int = 0) -> d
     g = torch.randn(B, H, nq, d, generator=gen)
     q, k, v, g = (t.to(device) for t in (q, k, v, g))
     exact = _grads(reference.sigmoid_attention, q.double(), k.double(), v.double(), g.double())
-    low = [t.to(DTYPES[dtype]) for t in (q, k, v)]
-    same = _grads(reference.sigmoid_attention, *low, g)
+    ql, kl, vl = (t.to(DTYPES[dtype]) for t in (q, k, v))
+    same = _grads(reference.sigmoid_attention, ql, kl, vl, g)
     failures_before = len(flash_sigmoid._triton_failure)
-    got = _grads(lambda *a: flash_sigmoid.sigmoid_attention(*a, backend=backend), *low, g)
+    got = _grads(lambda q, k, v: flash_sigmoid.sigmoid_attention(q, k, v, backend=backend), ql, kl, vl, g)
 
-    def errors(res):
+    def errors(res: list[Tensor]) -> list[float]:
         return [(a.double() - b).abs().max().item() for a, b in zip(res, exact)]
 
     kernel, ref = errors(got), errors(same)
@@ -75,7 +83,7 @@ def check_case(shape, dtype: str, backend: str, device: str, seed: int = 0) -> d
     )
 
 
-def correctness(device: str, dtypes: list[str]) -> list[dict]:
+def correctness(device: str, dtypes: list[str]) -> list[dict[str, Any]]:
     """Every fast backend the device runs (the reference is the yardstick, not a contender)."""
     return [check_case(shape, dt, b, device) for b in backends(device)[1:] for dt in dtypes for shape in ODD_SHAPES]
 
@@ -83,21 +91,25 @@ def correctness(device: str, dtypes: list[str]) -> list[dict]:
 # ---- speed and memory against SDPA (also used by scripts/bench_attention.py) -----------------
 
 
-def methods(device: str) -> dict:
-    fns = {"sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v)}
+def methods(device: str) -> dict[str, AttnFn]:
+    fns: dict[str, AttnFn] = {"sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v)}
     for b in backends(device):
-        fns[b] = lambda q, k, v, b=b: flash_sigmoid.sigmoid_attention(q, k, v, backend=b)
+
+        def attn(q: Tensor, k: Tensor, v: Tensor, b: str = b) -> Tensor:
+            return flash_sigmoid.sigmoid_attention(q, k, v, backend=b)
+
+        fns[b] = attn
     if device == "cuda":
         del fns["cpu"]  # the blocked path is the fallback on GPUs, not a contender
     return fns
 
 
-def _sync(device):
+def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def _clock(fn, device) -> float:
+def _clock(fn: Callable[[], object], device: str) -> float:
     _sync(device)
     t0 = time.perf_counter()
     fn()
@@ -109,14 +121,16 @@ class PeakMemory:
     """Peak bytes above the level at entry: the CUDA allocator's counter, or on CPU the
     process's peak RSS (VmHWM, reset through /proc/self/clear_refs; Linux only)."""
 
-    def __init__(self, device):
+    def __init__(self, device: str) -> None:
         self.device = device
 
     @staticmethod
-    def _hwm():
-        return int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+    def _hwm() -> int:
+        match = re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read())
+        assert match is not None  # every Linux process's status has it
+        return int(match.group(1)) * 1024
 
-    def __enter__(self):
+    def __enter__(self) -> PeakMemory:
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -128,7 +142,7 @@ class PeakMemory:
             self.base = self._hwm()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated() - self.base
@@ -136,29 +150,35 @@ class PeakMemory:
             self.peak = self._hwm() - self.base
 
 
-def bench_shape(shape, dtype, device, reps, fns=None) -> dict:
+def bench_shape(
+    shape: tuple[int, int, int, int],
+    dtype: torch.dtype,
+    device: str,
+    reps: int,
+    fns: dict[str, AttnFn] | None = None,
+) -> dict[str, dict[str, float]]:
     """{path: {"fwd", "fwd+bwd" (ratios to SDPA), "fwd_ms", "fwd+bwd_ms", "mem" (bytes)}}."""
     B, H, n, d = shape
     q, k, v, g = (torch.randn(B, H, n, d, device=device, dtype=dtype) for _ in range(4))
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     fns = fns or methods(device)
 
-    def fwd_bwd(fn):
-        def run():
+    def fwd_bwd(fn: AttnFn) -> Callable[[], None]:
+        def run() -> None:
             fn(q, k, v).backward(g)
             q.grad = k.grad = v.grad = None
 
         return run
 
-    rows = {name: {"fwd": [], "fwd+bwd": []} for name in fns}
+    rows: dict[str, dict[str, list[float]]] = {name: {"fwd": [], "fwd+bwd": []} for name in fns}
     for fn in fns.values():  # warm-up (and compile/JIT) outside the timed reps
         fwd_bwd(fn)()
     for _ in range(reps):
         for name, fn in fns.items():
             with torch.no_grad():
-                rows[name]["fwd"].append(_clock(lambda fn=fn: fn(q, k, v), device))
+                rows[name]["fwd"].append(_clock(functools.partial(fn, q, k, v), device))
             rows[name]["fwd+bwd"].append(_clock(fwd_bwd(fn), device))
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for name, fn in fns.items():
         with PeakMemory(device) as mem:
             fwd_bwd(fn)()
@@ -169,7 +189,8 @@ def bench_shape(shape, dtype, device, reps, fns=None) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    assert __doc__ is not None  # the module docstring above
     ap = argparse.ArgumentParser(prog="python -m flash_sigmoid.check", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     ap.add_argument("--quick", action="store_true", help="fewer dtypes and one speed shape")

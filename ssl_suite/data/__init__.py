@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from torch.utils.data import Subset
+from collections.abc import Sized
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from torch.utils.data import Dataset, Subset
 
 from ..errors import UserError
 from .datasets import UNLABELLED, build_dataset
 from .transforms import DeviceViews, eval_transform, ssl_views, tensor_transform
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
-def _view_args(data_cfg) -> dict:
+T = TypeVar("T")
+
+
+def _view_args(data_cfg: DictConfig) -> dict[str, Any]:
     a = data_cfg.augment
     return dict(
         min_scale=a.min_scale,
@@ -21,7 +29,7 @@ def _view_args(data_cfg) -> dict:
     )
 
 
-def ssl_train_dataset(data_cfg):
+def ssl_train_dataset(data_cfg: DictConfig) -> Dataset[Any]:
     """The pretraining set. ``data.augment_on=cpu``: items are (list of ``num_views`` augmented
     views, label); ``device``: (image tensor, label), views made later by ``device_views``."""
     if data_cfg.augment_on == "cpu":
@@ -41,18 +49,18 @@ def ssl_train_dataset(data_cfg):
     return first(dataset, data_cfg.train_subset)
 
 
-def device_views(data_cfg):
+def device_views(data_cfg: DictConfig) -> DeviceViews | None:
     """The batch augmenter for ``data.augment_on=device`` (None for the CPU path)."""
     if data_cfg.augment_on == "cpu":
         return None
     return DeviceViews(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, **_view_args(data_cfg))
 
 
-def has_labels(data_cfg) -> bool:
+def has_labels(data_cfg: DictConfig) -> bool:
     return data_cfg.dataset not in UNLABELLED
 
 
-def eval_dataset(data_cfg, split: str, subset=None):
+def eval_dataset(data_cfg: DictConfig, split: str, subset: int | None = None) -> Dataset[Any]:
     """A split with the deterministic eval transform (for probes and validation)."""
     if not has_labels(data_cfg):
         raise UserError(
@@ -67,19 +75,21 @@ def eval_dataset(data_cfg, split: str, subset=None):
     return first(dataset, subset)
 
 
-def first(dataset, n):
+def first(dataset: Dataset[T], n: int | None) -> Dataset[T]:
     """The first ``n`` items (all when n is None): quick runs stay reproducible."""
-    return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
+    return dataset if n is None or n >= len(cast(Sized, dataset)) else Subset(dataset, range(n))
 
 
-def unwrap(dataset):
-    """The dataset under any ``Subset`` layers (it holds ``classes`` and ``transform``)."""
+def unwrap(dataset: Dataset[Any]) -> Any:
+    """The dataset under any ``Subset`` layers (it holds ``classes`` and ``transform``).
+
+    Typed ``Any``: the datasets here (ours, torchvision's ImageFolder) share no base declaring those."""
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
     return dataset
 
 
-def num_classes(dataset) -> int:
+def num_classes(dataset: Dataset[Any]) -> int:
     return len(unwrap(dataset).classes)
 
 

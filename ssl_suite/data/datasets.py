@@ -12,6 +12,7 @@ import gzip
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -90,9 +94,9 @@ def load_fashion_mnist(split: str, root: str | None = None, download: bool = Fal
     stems = FASHION_MNIST_FILES[split]
     tried = fashion_mnist_dirs(root)
     for directory in tried:
-        paths = [_find_idx(directory, stem) for stem in stems]
-        if all(paths):
-            return read_idx(paths[0]), read_idx(paths[1]).astype(np.int64)
+        images, labels = (_find_idx(directory, stem) for stem in stems)
+        if images is not None and labels is not None:
+            return read_idx(images), read_idx(labels).astype(np.int64)
     raise UserError(f"Fashion-MNIST {split} files not found (tried {', '.join(map(str, tried))}): {FIX_HINT}")
 
 
@@ -106,7 +110,7 @@ class ArrayImageDataset(Dataset):
         transform: Callable | None = None,
         rgb: bool = True,
         classes: tuple[str, ...] = (),
-    ):
+    ) -> None:
         if len(images) != len(labels):
             raise UserError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
         self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
@@ -115,7 +119,7 @@ class ArrayImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Any, int]:
         image = Image.fromarray(self.images[index])
         if self.rgb and image.mode != "RGB":
             image = image.convert("RGB")
@@ -131,7 +135,7 @@ def fashion_mnist(
     return ArrayImageDataset(images, labels, transform, rgb, FASHION_MNIST_CLASSES)
 
 
-def image_folder(root: str, split: str, transform: Callable | None = None, skip_bad: bool = False):
+def image_folder(root: str, split: str, transform: Callable | None = None, skip_bad: bool = False) -> ImageFolder:
     """torchvision ImageFolder at ``root/split/<class>/*``; images load as RGB whatever their mode.
 
     An unreadable file raises a one-line ``UserError`` naming it when read; with ``skip_bad`` the
@@ -171,7 +175,7 @@ def build_dataset(
     root: str | None = None,
     download: bool = False,
     skip_bad: bool = False,
-):
+) -> Dataset[Any]:
     """The dataset named in a config: 'fashion_mnist', 'imagefolder' (root/split/<class>/...) or
     'folder' (every image under root, unlabelled: pretraining only). ``skip_bad``
     (data.skip_bad_images) drops unreadable files; Fashion-MNIST has none to drop."""

@@ -11,9 +11,10 @@ accuracy. ``GroupCSVDataset`` reads the same kind of set from files (Waterbirds,
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,15 @@ TEXTURE_SIZE, CROP = 128, 28
 class GroupArrayDataset(ArrayImageDataset):
     """``ArrayImageDataset`` plus a per-item attribute ``attrs`` and group ``groups = 2y + a``."""
 
-    def __init__(self, images, labels, attrs, transform=None, classes=(), attr_names=()):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        attrs: np.ndarray,
+        transform: Callable | None = None,
+        classes: Iterable[str] = (),
+        attr_names: Iterable[str] = (),
+    ) -> None:
         super().__init__(images, labels, transform, rgb=True, classes=tuple(classes))
         self.attrs = torch.as_tensor(attrs, dtype=torch.long)
         self.attr_names = tuple(attr_names)
@@ -59,11 +68,14 @@ def composite(fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return np.rint(alpha * fg + (1 - alpha) * bg).astype(np.uint8)
 
 
-def _assign_attrs(y: np.ndarray, split: str, correlation: float, rng) -> tuple[np.ndarray, np.ndarray]:
+def _assign_attrs(
+    y: np.ndarray, split: str, correlation: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(indices kept, attribute a). Train keeps all, with exactly round(correlation * n_y) items of
     each class y on the background a = y; val/test keep 2k per class (k = half the smaller class),
     k on each background, so the four groups are equal in size."""
-    keep, attrs = [], []
+    keep_parts: list[np.ndarray] = []
+    attr_parts: list[np.ndarray] = []
     k = min((y == c).sum() for c in (0, 1)) // 2
     for c in (0, 1):
         idx = rng.permutation(np.flatnonzero(y == c))
@@ -72,14 +84,16 @@ def _assign_attrs(y: np.ndarray, split: str, correlation: float, rng) -> tuple[n
             a = np.where(np.arange(len(idx)) < n_agree, c, 1 - c)
         else:
             idx, a = idx[: 2 * k], np.repeat([0, 1], k)
-        keep.append(idx)
-        attrs.append(a)
-    keep, attrs = np.concatenate(keep), np.concatenate(attrs)
+        keep_parts.append(idx)
+        attr_parts.append(a)
+    keep, attrs = np.concatenate(keep_parts), np.concatenate(attr_parts)
     order = np.argsort(keep, kind="stable")  # items in Fashion-MNIST order, whatever the draw
     return keep[order], attrs[order]
 
 
-def build_arrays(images: np.ndarray, labels: np.ndarray, split: str, correlation: float = 0.95, seed: int = 0) -> dict:
+def build_arrays(
+    images: np.ndarray, labels: np.ndarray, split: str, correlation: float = 0.95, seed: int = 0
+) -> dict[str, np.ndarray]:
     """The split from Fashion-MNIST arrays (train arrays for 'train'/'val', test arrays for
     'test'): dict of images (N, 28, 28) uint8, y, a, the source index of each item in the given
     arrays and the crop offset (row, col) in its 128x128 texture. Vectorised; deterministic."""
@@ -104,7 +118,7 @@ def build_arrays(images: np.ndarray, labels: np.ndarray, split: str, correlation
 
 
 @lru_cache(maxsize=6)
-def _cached(split: str, root: str | None, correlation: float, seed: int) -> dict:
+def _cached(split: str, root: str | None, correlation: float, seed: int) -> dict[str, np.ndarray]:
     images, labels = load_fashion_mnist("test" if split == "test" else "train", root)
     return build_arrays(images, labels, split, correlation, seed)
 
@@ -149,7 +163,7 @@ class GroupCSVDataset(torch.utils.data.Dataset):
     (transform(PIL RGB image), label index); ``classes`` are the sorted label values as strings,
     ``groups = label * num_attrs + a`` with num_attrs = max(a) + 1."""
 
-    def __init__(self, csv_path: str, transform: Callable | None = None, root: str | None = None):
+    def __init__(self, csv_path: str | Path, transform: Callable | None = None, root: str | None = None) -> None:
         csv_path = Path(csv_path).expanduser()
         if not csv_path.is_file():
             raise UserError(f"group CSV not found: {csv_path}")
@@ -190,7 +204,7 @@ class GroupCSVDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Any, int]:
         image = read_rgb(self.paths[index])
         if self.transform is not None:
             image = self.transform(image)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def _vector(name: str, values) -> np.ndarray:
+
+def _vector(name: str, values: torch.Tensor | ArrayLike) -> np.ndarray:
     arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(
@@ -31,16 +35,23 @@ def _vector(name: str, values) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def group_counts(labels, attrs) -> dict[tuple[int, int], int]:
+def group_counts(labels: torch.Tensor | ArrayLike, attrs: torch.Tensor | ArrayLike) -> dict[tuple[int, int], int]:
     """{(y, a): number of items}: the train counts that ``group_metrics`` weights by."""
     y, a = _vector("labels", labels), _vector("attrs", attrs)
     if len(y) != len(a):
         raise ValueError(f"labels ({len(y)}) and attrs ({len(a)}) differ in length")
-    pairs, n = np.unique(np.stack([y, a], 1), axis=0, return_counts=True) if len(y) else ([], [])
+    if not len(y):
+        return {}
+    pairs, n = np.unique(np.stack([y, a], 1), axis=0, return_counts=True)
     return {(int(p[0]), int(p[1])): int(c) for p, c in zip(pairs, n)}
 
 
-def group_metrics(pred, labels, attrs, train_group_counts: Mapping[tuple[int, int], int] | None = None) -> dict:
+def group_metrics(
+    pred: torch.Tensor | ArrayLike,
+    labels: torch.Tensor | ArrayLike,
+    attrs: torch.Tensor | ArrayLike,
+    train_group_counts: Mapping[tuple[int, int], int] | None = None,
+) -> dict:
     """Accuracies in percent: ``per_group`` {"y=Y,a=A": acc} for each group in the data,
     ``average`` (accuracies of the groups in the data weighted by their train counts; by test counts, i.e. plain
     accuracy, when none are given), ``worst_group`` (lowest group accuracy) and

@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,14 @@ from torch import Tensor
 
 from .linear import check_features, topk_accuracy
 from .logistic import affine_logits, fit_logistic
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class _Setting(TypedDict, total=False):  # exactly one of the two: fewshot_splits' keywords
+        shots: int
+        percent: float
+
 
 MSN_C = 4000.0  # 1 / (lambda n) with MSN's lambda = 0.00025 / n
 
@@ -113,7 +122,7 @@ def fewshot_probe(
     ``{p}pct_seed{seed}.json``) and loaded afterwards.
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
-    settings: list[tuple[str, str, dict[str, float]]] = [(f"{k}-shot", f"{k}shot", {"shots": int(k)}) for k in shots]
+    settings: list[tuple[str, str, _Setting]] = [(f"{k}-shot", f"{k}shot", {"shots": int(k)}) for k in shots]
     settings += [(f"{p:g}%", f"{p:g}pct", {"percent": float(p)}) for p in percents]
     if not settings:
         raise ValueError("give at least one of shots and percents")

@@ -53,8 +53,10 @@ def knn_classify(
     (default 512 x 131072 floats = 256 MiB).
     """
     num_classes = check_features(train_x, train_y, test_x, test_y, num_classes)
-    single = not isinstance(k, Sequence)
-    ks = [k] if single else list(k)
+    if isinstance(k, Sequence):
+        single, ks = False, list(k)
+    else:
+        single, ks = True, [k]
     if not ks or any(not isinstance(kk, int) or isinstance(kk, bool) or kk < 1 for kk in ks):
         raise ValueError(f"k must be a positive int or a non-empty sequence of them, got {k!r}")
     if max(ks) > len(train_x):
@@ -85,4 +87,4 @@ def knn_classify(
         }
         for kk in ks
     }
-    return results[k] if single else results
+    return results[ks[0]] if single else results  # single: ks == [k]

@@ -23,12 +23,23 @@ Deviations from DINOv2's code on purpose: standardised features, a stratified ho
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .linear import check_features, check_split, single_threaded, topk_accuracy
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class _SolverOptions(TypedDict):
+        max_iter: int
+        tol: float
+        device: str | torch.device
+        dtype: torch.dtype
+
 
 DEFAULT_CS: tuple[float, ...] = tuple(float(c) for c in torch.logspace(-4, 2, 10, dtype=torch.float64))
 
@@ -149,7 +160,7 @@ def _lbfgs(params: list[Tensor], max_iter: int, tol: float, history_size: int) -
     )
 
 
-def affine_logits(x: Tensor, w: Tensor, b: Tensor, prepare=None) -> Tensor:
+def affine_logits(x: Tensor, w: Tensor, b: Tensor, prepare: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """``prepare(x) W^T + b`` on CPU, in chunks of 65536 rows (test sets larger than device memory)."""
     prepare = prepare or (lambda t: t)
     return torch.cat([torch.addmm(b, prepare(chunk.to(w.device, w.dtype)), w.T).cpu() for chunk in x.split(65536)])
@@ -214,7 +225,7 @@ def logistic_probe(
     fit_idx, val_idx = stratified_holdout(train_y, val_fraction, seed)
     xtr, xte = (t.to(device, dtype) for t in standardize(train_x.to(dtype), test_x.to(dtype)))
     ytr = train_y.to(device).long()
-    kw = dict(max_iter=max_iter, tol=tol, device=device, dtype=dtype)
+    kw: _SolverOptions = dict(max_iter=max_iter, tol=tol, device=device, dtype=dtype)
 
     fit_idx, val_idx = fit_idx.to(device), val_idx.to(device)
     x_fit, y_fit, x_val, y_val = xtr[fit_idx], ytr[fit_idx], xtr[val_idx], ytr[val_idx]

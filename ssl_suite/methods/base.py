@@ -7,6 +7,8 @@ in epochs) lives here once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytorch_lightning as pl
 import torch
 from lightly.utils.benchmarking import OnlineLinearClassifier
@@ -22,6 +24,9 @@ from ..data import device_views
 from ..ema import EMATarget
 from ..models.backbone import build_backbone, check_image_size
 from ..resume import seed_batch
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 
 OPTIMIZERS = ("adamw", "sgd", "lars")  # what configure_optimizers builds (optim.name)
 
@@ -54,7 +59,7 @@ class SSLMethod(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[ENCODERS_KEY] = {"prefixes": dict(self.encoder_prefixes), "default": self.eval_encoder}
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Each training batch first seeds this rank's random streams (views, masks, drop path)
         from (seed, rank, batch number); with ``data.augment_on=device`` it becomes M views here."""
         if self._trainer is None or not self.trainer.training:
@@ -76,7 +81,7 @@ class SSLMethod(pl.LightningModule):
         self.log_dict(logs, sync_dist=True, batch_size=len(targets))
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if self.online_classifier is None:
             return
         images, targets = batch
@@ -96,11 +101,12 @@ class SSLMethod(pl.LightningModule):
 
     ema_schedule: str | None = None  # EMA-target methods: the momentum schedule to 1
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         opt = self.cfg.optim
         self.scaled = scaling.recipe(self.cfg, self.trainer.world_size, self.ema_schedule)
         # No weight decay on biases, norms, tokens, or the online probe (standard ViT practice).
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
@@ -111,7 +117,10 @@ class SSLMethod(pl.LightningModule):
             {"params": no_decay, "weight_decay": 0.0, "decayed": False},
         ]
         lr = self.scaled.lr
+        optimizer: torch.optim.Optimizer
         if opt.name == "adamw":
+            # scaling.scale sets betas and eps for Adam-type optimizers.
+            assert self.scaled.betas is not None and self.scaled.eps is not None
             optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.scaled.betas, eps=self.scaled.eps)
         elif opt.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=lr, momentum=opt.momentum)
@@ -131,7 +140,7 @@ class SSLMethod(pl.LightningModule):
         rank_zero_info(f"[scaling] {self.scaled.summary()}; warm-up {warmup} of {total} steps")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """The weight-decay schedule (I-JEPA: cosine from weight_decay to weight_decay_end)."""
         if self.scaled.weight_decay_end is None:
             return
@@ -163,8 +172,10 @@ class EMATargetMethod(SSLMethod):
     def ema_momentum(self) -> float:
         return self.target.momentum_at(self.training_progress())
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         out = super().configure_optimizers()
+        # Set whenever ema_schedule is (every EMA-target method: its EMATarget needs the schedule).
+        assert self.scaled.ema_kappa is not None
         self.target.kappa = self.scaled.ema_kappa
         rank_zero_info(
             f"[scaling] EMA momentum: rho(p)^{self.target.kappa:g}, rho_base {self.target.rho_base} "
@@ -179,7 +190,7 @@ class EMATargetMethod(SSLMethod):
                 {"scaling/ema_kappa": self.target.kappa, "scaling/ema_momentum_start": self.target.momentum_at(0.0)}
             )
 
-    def optimizer_step(self, *args, **kwargs):
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         # Lightning calls this once per optimizer step (after all accumulated micro-batches).
         self.target.update(self.online_network(), self.ema_momentum())

@@ -16,6 +16,8 @@ Sigmoid attention's bias follows each call's number of keys.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 import torch.nn.functional as F
 from lightly.models.utils import apply_masks, get_at_index
@@ -27,6 +29,10 @@ from ..ema import EMATarget
 from ..models.decoder import SuiteDecoder
 from .base import EMATargetMethod
 from .mae import masked_encoder
+
+if TYPE_CHECKING:
+    from lightly.models.modules import MaskedVisionTransformerTIMM
+    from timm.models.vision_transformer import VisionTransformer
 
 
 class Predictor(nn.Module):
@@ -41,7 +47,7 @@ class Predictor(nn.Module):
         heads: int,
         num_prefix_tokens: int,
         attention: str,
-        sigmoid_bias,
+        sigmoid_bias: float | None,
     ) -> None:
         super().__init__()
         self.embed = nn.Linear(dim, width)
@@ -67,7 +73,7 @@ class IJEPA(EMATargetMethod):
 
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
-        m, vit = cfg.method, self.backbone
+        m, vit = cfg.method, cast("VisionTransformer", self.backbone)  # I-JEPA needs a timm ViT backbone
         self.grid = tuple(vit.patch_embed.grid_size)
         self.num_prefix = vit.num_prefix_tokens
         self.encoder = masked_encoder(vit)
@@ -95,11 +101,11 @@ class IJEPA(EMATargetMethod):
 
     @torch.no_grad()
     def targets(self, images: Tensor, target_idx: list[Tensor]) -> Tensor:
-        h = self.target.model.encode(images)
+        h = cast("MaskedVisionTransformerTIMM", self.target.model).encode(images)  # the EMA copy of self.encoder
         h = F.layer_norm(h, h.shape[-1:])
         return apply_masks(h, target_idx)
 
-    def training_step(self, batch, batch_idx: int):
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         (images,), labels = batch
         masks = multiblock_masks(len(images), self.grid, device=images.device, **self.mask_args)
         context_idx = with_prefix(masks.context, self.num_prefix)

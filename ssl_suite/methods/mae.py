@@ -15,6 +15,8 @@ objective here, so comparisons between objectives differ in the objective only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -24,9 +26,12 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
-from ..data.masking import random_masking, with_prefix
+from ..data.masking import RandomMask, random_masking, with_prefix
 from ..models.decoder import SuiteDecoder
 from .base import SSLMethod
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 RECONSTRUCTIONS = 8  # images of a fixed batch shown in TensorBoard each epoch
 
@@ -50,7 +55,7 @@ def mae_loss(pred: Tensor, images: Tensor, masked: Tensor, patch_size: int, norm
 class MAE(SSLMethod):
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
-        m, vit = cfg.method, self.backbone
+        m, vit = cfg.method, cast("VisionTransformer", self.backbone)  # MAE needs a timm ViT backbone
         self.mask_ratio, self.norm_pix = m.mask_ratio, m.norm_pix_loss
         self.patch_size = vit.patch_embed.patch_size[0]
         self.num_patches, self.num_prefix = vit.patch_embed.num_patches, vit.num_prefix_tokens
@@ -66,7 +71,7 @@ class MAE(SSLMethod):
             cfg.model.sigmoid_bias,
         )
         self.prediction = nn.Linear(m.decoder_dim, self.patch_size**2 * vit.patch_embed.proj.in_channels)
-        self.shown_images = None  # the fixed batch for reconstructions
+        self.shown_images: Tensor | None = None  # the fixed batch for reconstructions
 
     def forward_encoder(self, images: Tensor, keep: Tensor) -> Tensor:
         """(B, prefix + n_keep, D): the class token and the visible patches, encoded."""
@@ -80,10 +85,10 @@ class MAE(SSLMethod):
         decoded = self.decoder(full)  # + sin-cos positions, blocks, norm
         return self.prediction(get_at_index(decoded, masked + self.num_prefix))
 
-    def draw_mask(self, images: Tensor):
+    def draw_mask(self, images: Tensor) -> RandomMask:
         return random_masking(len(images), self.num_patches, self.mask_ratio, device=images.device)
 
-    def training_step(self, batch, batch_idx: int):
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         (images,), targets = batch
         if self.shown_images is None:
             self.shown_images = images[:RECONSTRUCTIONS].detach().clone()

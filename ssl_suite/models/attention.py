@@ -9,6 +9,8 @@ sigmoid(q k^T * scale + bias) v through ``flash_sigmoid.sigmoid_attention`` (bia
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 import flash_sigmoid
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,8 @@ from flash_sigmoid import reference
 from torch import nn
 
 ATTENTION_MODES = ("sigmoid", "softmax")
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 class SigmoidAttention(nn.Module):
@@ -33,28 +37,29 @@ class SigmoidAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         norm_layer: type[nn.Module] | None = None,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         attention: str = "sigmoid",
         sigmoid_bias: float | None = None,
     ) -> None:
         super().__init__()
         if gated:  # timm's keyword, accepted so timm can pass it; an unknown keyword is a TypeError
             raise ValueError("SigmoidAttention: gated attention (timm's gated=True) is not supported")
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         head_dim = attn_head_dim or dim // num_heads
         if attn_head_dim is None and dim % num_heads:
             raise ValueError(f"SigmoidAttention: dim={dim} is not divisible by num_heads={num_heads}")
         if (qk_norm or scale_norm) and norm_layer is None:
             raise ValueError("SigmoidAttention: qk_norm/scale_norm need a norm_layer")
+        norm = cast("type[nn.Module]", norm_layer)  # only called under qk_norm/scale_norm: not None (checked above)
         self.num_heads, self.head_dim = num_heads, head_dim
         self.attn_dim = num_heads * head_dim
         self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, self.attn_dim * 3, bias=qkv_bias, **dd)
-        self.q_norm = norm_layer(head_dim, **dd) if qk_norm else nn.Identity()
-        self.k_norm = norm_layer(head_dim, **dd) if qk_norm else nn.Identity()
+        self.q_norm = norm(head_dim, **dd) if qk_norm else nn.Identity()
+        self.k_norm = norm(head_dim, **dd) if qk_norm else nn.Identity()
         self.attn_drop = nn.Dropout(attn_drop)
-        self.norm = norm_layer(self.attn_dim, **dd) if scale_norm else nn.Identity()
+        self.norm = norm(self.attn_dim, **dd) if scale_norm else nn.Identity()
         self.proj = nn.Linear(self.attn_dim, dim_out or dim, bias=proj_bias, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
         self.set_attention(attention, sigmoid_bias)
@@ -92,7 +97,7 @@ class SigmoidAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-def set_attention(model: nn.Module, attention: str, sigmoid_bias: float | None = None) -> nn.Module:
+def set_attention(model: ModuleT, attention: str, sigmoid_bias: float | None = None) -> ModuleT:
     """Switch every SigmoidAttention layer in ``model``; returns the model."""
     for module in model.modules():
         if isinstance(module, SigmoidAttention):

@@ -1,6 +1,6 @@
 """Backbones from a config's ``model`` section: any timm name, the suite's sigmoid ViTs included.
 
-Shared by pretraining (``methods/``) and evaluation (``evaluate.py``), so evaluation never
+Shared by pretraining (``methods/``) and evaluation (``eval/run.py``), so evaluation never
 imports the training objectives to build a network.
 """
 

@@ -8,6 +8,8 @@ ViT's: ``VisionTransformer(qk_norm=True, init_values=...)`` of the same shape lo
 
 from __future__ import annotations
 
+from typing import Any
+
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
@@ -40,7 +42,7 @@ def variant_name(width: str, patch: int, img_size: int) -> str:
 
 
 def create_sigmoid_vit(
-    variant: str, pretrained: bool = False, attention: str = "sigmoid", sigmoid_bias: float | None = None, **kwargs
+    variant: str, pretrained: bool = False, attention: str = "sigmoid", sigmoid_bias: float | None = None, **kwargs: Any
 ) -> VisionTransformer:
     model = build_model_with_cfg(
         VisionTransformer,
@@ -53,7 +55,7 @@ def create_sigmoid_vit(
     return set_attention(model, attention, sigmoid_bias)
 
 
-def _cfg(img_size: int) -> dict:
+def _cfg(img_size: int) -> dict[str, Any]:
     """The fields timm's own ViT configs carry. No URL: weights come from a local file, e.g.
     pretrained_cfg_overlay=dict(file="backbone.safetensors"). num_classes 0: SSL backbones are
     headless, so an exported backbone loads strictly via pretrained=True. The position table is
@@ -80,7 +82,7 @@ def _cfg(img_size: int) -> dict:
 default_cfgs = generate_default_cfgs({variant_name(*v): _cfg(v[2]) for v in VARIANTS})
 
 
-def _build(width: str, patch: int, img_size: int, pretrained: bool, **kwargs) -> VisionTransformer:
+def _build(width: str, patch: int, img_size: int, pretrained: bool, **kwargs: Any) -> VisionTransformer:
     embed_dim, depth, num_heads = WIDTHS[width]
     args = dict(
         img_size=img_size,
@@ -96,61 +98,61 @@ def _build(width: str, patch: int, img_size: int, pretrained: bool, **kwargs) ->
 
 # One entry point per name, written out so that a reader can grep for it.
 @register_model
-def vit_tiny_patch16_224_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_tiny_patch16_224_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Tiny/16 at 224 px, sigmoid attention, QK-norm, LayerScale."""
     return _build("tiny", 16, 224, pretrained, **kwargs)
 
 
 @register_model
-def vit_small_patch16_224_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_small_patch16_224_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Small/16 at 224 px, sigmoid attention, QK-norm, LayerScale."""
     return _build("small", 16, 224, pretrained, **kwargs)
 
 
 @register_model
-def vit_base_patch16_224_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_base_patch16_224_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Base/16 at 224 px, sigmoid attention, QK-norm, LayerScale."""
     return _build("base", 16, 224, pretrained, **kwargs)
 
 
 @register_model
-def vit_nano_patch7_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_nano_patch7_28_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Nano/7 at 28 px (Fashion-MNIST: 4 x 4 patches), sigmoid attention."""
     return _build("nano", 7, 28, pretrained, **kwargs)
 
 
 @register_model
-def vit_nano_patch4_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_nano_patch4_28_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Nano/4 at 28 px (7 x 7 patches), sigmoid attention."""
     return _build("nano", 4, 28, pretrained, **kwargs)
 
 
 @register_model
-def vit_tiny_patch4_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_tiny_patch4_28_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Tiny/4 at 28 px, sigmoid attention."""
     return _build("tiny", 4, 28, pretrained, **kwargs)
 
 
 @register_model
-def vit_small_patch4_28_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_small_patch4_28_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Small/4 at 28 px, sigmoid attention."""
     return _build("small", 4, 28, pretrained, **kwargs)
 
 
 @register_model
-def vit_nano_patch4_32_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_nano_patch4_32_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Nano/4 at 32 px (CIFAR: 8 x 8 patches), sigmoid attention."""
     return _build("nano", 4, 32, pretrained, **kwargs)
 
 
 @register_model
-def vit_tiny_patch4_32_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_tiny_patch4_32_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Tiny/4 at 32 px, sigmoid attention."""
     return _build("tiny", 4, 32, pretrained, **kwargs)
 
 
 @register_model
-def vit_small_patch4_32_sigmoid(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_small_patch4_32_sigmoid(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Small/4 at 32 px, sigmoid attention."""
     return _build("small", 4, 32, pretrained, **kwargs)
 

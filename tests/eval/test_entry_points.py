@@ -7,7 +7,7 @@ import sys
 import torch
 
 from ssl_suite.config import load_config
-from ssl_suite.evaluate import backbone_from, run_probes
+from ssl_suite.eval.run import backbone_from, run_probes
 
 
 def test_augmented_probe_trains_on_the_fly_and_leaves_the_backbone_frozen(fake_fashion_mnist, tmp_path):

@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from ssl_suite.config import load_config
 from ssl_suite.data import eval_dataset
 from ssl_suite.errors import UserError
-from ssl_suite.evaluate import evaluate
+from ssl_suite.eval.run import evaluate
 
 N_TRAIN = 5000
 
