@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
 from .checkpoints import ENCODER_CHOICES
 from .config import PROBES
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)  # disk full, quota, read-only, permission
 
@@ -85,6 +89,7 @@ def _export(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from .compare import compare, load_grid
 
+    path: Path | None
     if args.report:
         from .report import write_report
 

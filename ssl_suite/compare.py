@@ -30,7 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -77,7 +77,7 @@ class Grid:
     min_free_gib: float
 
 
-def _list(spec, key, default):
+def _list(spec: Mapping[str, Any], key: str, default: Sequence[Any]) -> list[Any]:
     value = spec.get(key, default)
     return list(value) if value is not None else list(default)
 
@@ -219,7 +219,7 @@ def commands(grid: Grid, run: Run, baseline: bool = False) -> list[list[str]]:
     return [[*cli, "pretrain", run.config, *run.overrides, where, *resume], evaluate + ["--no-baseline"]]
 
 
-def execute(grid: Grid, run: Run, baseline: bool = False, log=print) -> dict:
+def execute(grid: Grid, run: Run, baseline: bool = False, log: Callable[[str], object] = print) -> dict:
     """Run one cell unless finished; returns its result."""
     directory = run_dir(grid, run)
     done = directory / "result.json"
@@ -252,7 +252,9 @@ def execute(grid: Grid, run: Run, baseline: bool = False, log=print) -> dict:
     return result
 
 
-def compare(path: str | Path, run_index: int | None = None, print_jobs: bool = False, log=print) -> Path | None:
+def compare(
+    path: str | Path, run_index: int | None = None, print_jobs: bool = False, log: Callable[[str], object] = print
+) -> Path | None:
     grid = load_grid(path)
     cells = [(r, True) for r in grid.baselines] + [(r, False) for r in grid.runs]
     if print_jobs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -18,8 +18,12 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from .checkpoints import ENCODER_CHOICES
 from .data.datasets import DATASETS
 from .data.spurious import FAIRNESS_DATA
+from .data.transforms import ViewRecipe
 from .errors import UserError
 from .scaling import check_momentum
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 @dataclass
@@ -28,16 +32,6 @@ class ModelConfig:
     attention: str = "sigmoid"  # sigmoid | softmax
     sigmoid_bias: float | None = None  # None: -log(n_keys) at run time
     drop_path_rate: float = 0.0
-
-
-@dataclass
-class AugmentConfig:
-    min_scale: float = 0.08
-    cj_prob: float = 0.8
-    cj_strength: float = 1.0
-    random_gray_scale: float = 0.2
-    gaussian_blur: float = 0.5
-    hf_prob: float = 0.5
 
 
 @dataclass
@@ -57,7 +51,7 @@ class DataConfig:
     augment_on: str = "cpu"  # cpu: lightly transforms in loader workers | device: kornia on batches
     train_subset: int | None = None  # first N training images (quick runs)
     skip_bad_images: bool = False  # ImageFolder: drop (and count) unreadable files instead of stopping
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: ViewRecipe = field(default_factory=ViewRecipe)  # views: data/transforms.py
 
 
 @dataclass
@@ -258,12 +252,13 @@ def _valid_keys(schema: Any, dotted: str) -> list[str]:
         if not isinstance(node, DictConfig) or part not in node:
             break
         node = node[part]
-    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+    # the schema's keys are its dataclass field names
+    return sorted(cast("Iterable[str]", node.keys())) if isinstance(node, DictConfig) else []
 
 
 def _merge(schema: DictConfig, other: DictConfig, source: str) -> DictConfig:
     try:
-        return OmegaConf.merge(schema, other)
+        return cast(DictConfig, OmegaConf.merge(schema, other))  # a mapping merged into a mapping
     except ConfigKeyError as err:
         key = err.full_key or str(err.key)
         raise UserError(
@@ -344,8 +339,10 @@ def validate(cfg: DictConfig) -> None:
     from .eval.features import parse_pooling
 
     try:
-        parse_pooling(cfg.eval.pooling)
+        last_k = parse_pooling(cfg.eval.pooling)
     except ValueError:
+        last_k = 0
+    if last_k == 0:
         raise UserError(
             f"config eval.pooling={cfg.eval.pooling!r}: expected cls, avg or cls_last:K with K >= 1"
         ) from None

@@ -21,13 +21,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 from .checkpoints import load_backbone_weights, safe_load
 from .errors import UserError
 from .files import atomic_write
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PAPERS = {  # objective -> (paper, arXiv)
     "simclr": ("SimCLR, Chen et al. 2020", "https://arxiv.org/abs/2002.05709"),
@@ -76,7 +79,7 @@ def export_backbone(
         raise UserError(
             f"{checkpoint} is not an ssl-suite Lightning checkpoint (it has no saved config): pass --model NAME"
         )
-    name = model_name or cfg["model"]["name"]
+    name = model_name or cast("dict", cfg)["model"]["name"]  # no name given: cfg is set (checked above)
     model_args = {}
     if cfg is not None and name.endswith("_sigmoid"):
         model_args = {"attention": cfg["model"]["attention"], "sigmoid_bias": cfg["model"]["sigmoid_bias"]}
@@ -85,26 +88,25 @@ def export_backbone(
     except RuntimeError as err:
         raise UserError(f"--model {name!r}: {str(err).splitlines()[0]}") from None
     model = load_backbone_weights(model, checkpoint, encoder, blob)
+    used = cast(str, model.ssl_encoder)  # the encoder name load_backbone_weights recorded
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    meta = {"model": name, "source": str(checkpoint), "encoder": model.ssl_encoder}
+    meta = {"model": name, "source": str(checkpoint), "encoder": used}
     from safetensors.torch import save_file
 
     if out.suffix == ".safetensors":
         atomic_write(out, lambda tmp: save_file(state, tmp, metadata=meta))
-        return Exported(out, name, model.ssl_encoder, folder=False)
+        return Exported(out, name, used, folder=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         save_file(state, str(tmp / "model.safetensors"), metadata=meta)
-        (tmp / "config.json").write_text(
-            json.dumps(hub_config(model, name, model_args, cfg, model.ssl_encoder), indent=2)
-        )
-        (tmp / "README.md").write_text(model_card(name, cfg, progress, model.ssl_encoder, checkpoint, out))
+        (tmp / "config.json").write_text(json.dumps(hub_config(model, name, model_args, cfg, used), indent=2))
+        (tmp / "README.md").write_text(model_card(name, cfg, progress, used, checkpoint, out))
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Exported(out, name, model.ssl_encoder, folder=True)
+    return Exported(out, name, used, folder=True)
 
 
 def _replace_dir(new: Path, out: Path) -> None:
@@ -118,9 +120,10 @@ def _replace_dir(new: Path, out: Path) -> None:
     shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
-def hub_config(model, name: str, model_args: dict, cfg: dict | None, encoder: str) -> dict:
+def hub_config(model: nn.Module, name: str, model_args: dict, cfg: dict | None, encoder: str) -> dict:
     """timm's config.json: architecture, num_classes/num_features, pretrained_cfg, model_args."""
-    keep = {k: v for k, v in model.pretrained_cfg.items() if k not in ("file", "source", "url", "hf_hub_id", "tag")}
+    pretrained_cfg = cast("dict[str, Any]", model.pretrained_cfg)  # a timm model's
+    keep = {k: v for k, v in pretrained_cfg.items() if k not in ("file", "source", "url", "hf_hub_id", "tag")}
     out = {
         "architecture": name,
         "num_classes": 0,

@@ -14,6 +14,8 @@ drops that step's update (gradients cleared) and continues, counting skips.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
@@ -21,6 +23,14 @@ from pytorch_lightning.utilities import rank_zero_warn
 from .errors import UserError
 from .models import SigmoidAttention
 from .resume import rng_states, set_rng_states
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from torch.utils.hooks import RemovableHandle
+
+    # A forward hook: (module, positional inputs, output) -> None.
+    _Hook = Callable[[torch.nn.Module, tuple[Any, ...], Any], None]
 
 MODES = ("stop", "skip")
 
@@ -41,11 +51,14 @@ class NonFiniteGuard(pl.Callback):
         if mode not in MODES:
             raise ValueError(f"non-finite mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode, self.objective, self.every = mode, objective, max(1, log_every_n_steps)
-        self.skipped, self.bad, self.row_sums, self.hooks = 0, None, {}, []
+        self.skipped = 0
+        self.bad: str | None = None  # the non-finite component of a skipped step
+        self.row_sums: dict[str, torch.Tensor] = {}
+        self.hooks: list[RemovableHandle] = []
         self.loss_finite: torch.Tensor | None = None  # all micro-batches' losses finite so far
 
     # -- forward: row sums on logging steps; the step kept for a replay if it goes wrong ----------
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         self.bad, self.row_sums = None, {}
         self.batch, self.batch_idx, self.rng = batch, batch_idx, rng_states()  # references: no copies
         if self.mode == "skip":  # BatchNorm statistics a bad forward pass would poison
@@ -54,14 +67,14 @@ class NonFiniteGuard(pl.Callback):
             # Hooks inside compiled blocks would recompile them: this one step runs eagerly.
             torch.compiler.set_stance("force_eager")
 
-    def _attach(self, module, make_hook) -> bool:
+    def _attach(self, module: torch.nn.Module, make_hook: Callable[[str, SigmoidAttention], _Hook]) -> bool:
         for name, m in module.named_modules():
             if isinstance(m, SigmoidAttention) and not name.startswith("target."):
                 self.hooks.append(m.register_forward_hook(make_hook(name, m)))
         return bool(self.hooks)
 
-    def _row_sum_hook(self, name, attn):
-        def hook(_module, inputs, output):
+    def _row_sum_hook(self, name: str, attn: SigmoidAttention) -> _Hook:
+        def hook(_module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if attn.attention == "sigmoid" and name not in self.row_sums:
                 with torch.no_grad():
                     self.row_sums[name] = attention_row_sum(attn, inputs[0].detach())
@@ -74,13 +87,15 @@ class NonFiniteGuard(pl.Callback):
         self.hooks = []
         torch.compiler.set_stance("default")
 
-    def on_before_backward(self, trainer, module, loss) -> None:
+    def on_before_backward(self, trainer: pl.Trainer, module: pl.LightningModule, loss: torch.Tensor) -> None:
         # No host sync here: the flag is read once, with the gradient norm, before the update.
         self._remove_hooks()
         finite = torch.isfinite(loss.detach())
         self.loss_finite = finite if self.loss_finite is None else self.loss_finite & finite
 
-    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else None
         loss_ok, self.loss_finite = self.loss_finite, None
@@ -99,20 +114,21 @@ class NonFiniteGuard(pl.Callback):
             if logs:
                 module.log_dict(logs, on_step=True, on_epoch=False)
 
-    def _culprit(self, module, loss_ok: torch.Tensor | None) -> str:
+    def _culprit(self, module: pl.LightningModule, loss_ok: torch.Tensor | None) -> str:
         """The first component that went non-finite. Found by replaying the (last micro-)batch's
         forward eagerly, with the same random numbers, under per-block finiteness hooks: nothing
         is hooked on ordinary steps, so the hot path pays nothing for this."""
         flags: dict[str, torch.Tensor] = {}
 
-        def flag_hook(name, _attn):
-            def hook(_module, _inputs, output):
+        def flag_hook(name: str, _attn: SigmoidAttention) -> _Hook:
+            def hook(_module: torch.nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> None:
                 flags.setdefault(name, torch.isfinite(output).all())
 
             return hook
 
         log, log_dict = module.log, module.log_dict
-        module.log = module.log_dict = lambda *a, **k: None  # the replay logs nothing
+        # The replay logs nothing.
+        module.log = module.log_dict = lambda *a, **k: None  # type: ignore[method-assign, assignment]
         set_rng_states(self.rng)
         try:
             self._attach(module, flag_hook)
@@ -120,13 +136,13 @@ class NonFiniteGuard(pl.Callback):
                 module.training_step(self.batch, self.batch_idx)
         finally:
             self._remove_hooks()
-            module.log, module.log_dict = log, log_dict
+            module.log, module.log_dict = log, log_dict  # type: ignore[method-assign]
         first = next((name for name, ok in flags.items() if not bool(ok)), None)
         if first is not None:
             return f"attention output ({first})"
         return "loss" if loss_ok is not None and not bool(loss_ok) else "gradient norm"
 
-    def _trouble(self, trainer, component: str) -> None:
+    def _trouble(self, trainer: pl.Trainer, component: str) -> None:
         where = f"non-finite {component} at step {trainer.global_step}" + (
             f" ({self.objective})" if self.objective else ""
         )
@@ -137,5 +153,5 @@ class NonFiniteGuard(pl.Callback):
         self.bad, self.skipped = component, self.skipped + 1
         rank_zero_warn(f"{where}: update skipped ({self.skipped} so far)")
 
-    def on_train_end(self, trainer, module) -> None:
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._remove_hooks()

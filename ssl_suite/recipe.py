@@ -32,17 +32,17 @@ def derive(cfg: DictConfig) -> dict:
     from .methods import METHODS  # class attributes only: nothing is built
 
     scaled = scaling.recipe(cfg, world_size(cfg), METHODS[cfg.method.name].ema_schedule)
-    t = cfg.trainer
+    trainer_cfg = cfg.trainer
     return {
         "method": cfg.method.name,
         "model": cfg.model.name,
         "attention": cfg.model.attention,
         "per_device_batch": cfg.data.batch_size,
-        "devices": world_size(cfg) // t.num_nodes,
-        "num_nodes": t.num_nodes,
-        "accumulate_grad_batches": t.accumulate_grad_batches,
+        "devices": world_size(cfg) // trainer_cfg.num_nodes,
+        "num_nodes": trainer_cfg.num_nodes,
+        "accumulate_grad_batches": trainer_cfg.accumulate_grad_batches,
         "views_per_sample": cfg.data.num_views,
-        "precision": t.precision,
+        "precision": trainer_cfg.precision,
         **scaled.as_json(),
     }
 

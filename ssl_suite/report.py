@@ -13,19 +13,23 @@ import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .files import atomic_write_text
 from .stats import Interval, interval, paired_difference
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # (column, how to read it from a result); None when the probe did not run.
-METRICS = {
+METRICS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "linear top-1": lambda r: r["eval"].get("linear", {}).get("top1"),
     "kNN top-1": lambda r: (
-        r["eval"].get("knn", {}).get("k=20") or next(iter(r["eval"].get("knn", {}).values()), {})
+        r["eval"].get("knn", {}).get("k=20")
+        or next(iter(r["eval"].get("knn", {}).values()), cast("dict[str, Any]", {}))
     ).get("top1"),
     "5-shot top-1": lambda r: r["eval"].get("fewshot", {}).get("5-shot", {}).get("mean"),
     "worst-group": lambda r: r["eval"].get("fairness", {}).get("worst_group"),
@@ -116,9 +120,9 @@ def differences(results: list[dict]) -> list[tuple[str, str, str, Interval]]:
             for att in attentions:
                 cell = by_seed(results, obj, att, metric)
                 if floor is not None and cell:
-                    out.append(
-                        (f"{att} - raw pixels", obj, metric, paired_difference(cell, dict.fromkeys(cell, floor)))
-                    )
+                    # every seed of the cell pairs with the floor: the interval is never None
+                    vs_floor = cast(Interval, paired_difference(cell, dict.fromkeys(cell, floor)))
+                    out.append((f"{att} - raw pixels", obj, metric, vs_floor))
     return out
 
 
@@ -239,7 +243,7 @@ def _loss_curves(output_dir: Path, results: list[dict]) -> dict:
     return curves
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt

@@ -155,25 +155,36 @@ def recipe(cfg: DictConfig, world_size: int, ema_schedule: str | None = None) ->
     effective batch, the optimizer's rule applied to lr (warm-up start and final lr follow the
     peak), betas and eps, the schedules in epochs, and the EMA momentum at the start
     (``ema_schedule``: the method's, None for methods without an EMA target)."""
-    o, m = cfg.optim, cfg.method
+    optim_cfg, method_cfg = cfg.optim, cfg.method
     effective = cfg.data.batch_size * world_size * cfg.trainer.accumulate_grad_batches
-    s = scale(o.name, o.lr, effective, o.base_batch_size, betas=tuple(o.betas), eps=o.eps, rule=o.scaling_rule)
-    ratio = s.lr / o.lr
-    final = 1e-3 * o.lr if o.final_lr is None else o.final_lr  # None: lightly's default, 1e-3 x peak
-    if o.warmup_epochs > cfg.trainer.max_epochs:
-        raise UserError(f"optim.warmup_epochs={o.warmup_epochs} exceeds trainer.max_epochs={cfg.trainer.max_epochs}")
+    s = scale(
+        optim_cfg.name,
+        optim_cfg.lr,
+        effective,
+        optim_cfg.base_batch_size,
+        betas=tuple(optim_cfg.betas),
+        eps=optim_cfg.eps,
+        rule=optim_cfg.scaling_rule,
+    )
+    ratio = s.lr / optim_cfg.lr
+    # final_lr None: lightly's default, 1e-3 x peak
+    final = 1e-3 * optim_cfg.lr if optim_cfg.final_lr is None else optim_cfg.final_lr
+    if optim_cfg.warmup_epochs > cfg.trainer.max_epochs:
+        raise UserError(
+            f"optim.warmup_epochs={optim_cfg.warmup_epochs} exceeds trainer.max_epochs={cfg.trainer.max_epochs}"
+        )
     ema_kappa: float | None = None
     ema: float | None = None
     if ema_schedule:
-        ema_kappa = s.kappa if m.ema_scaling_rule else 1.0
-        ema = MOMENTUM_SCHEDULES[ema_schedule](0.0, m.momentum_base) ** ema_kappa
+        ema_kappa = s.kappa if method_cfg.ema_scaling_rule else 1.0
+        ema = MOMENTUM_SCHEDULES[ema_schedule](0.0, method_cfg.momentum_base) ** ema_kappa
     return replace(
         s,
-        warmup_start_lr=o.warmup_start_lr * ratio,
+        warmup_start_lr=optim_cfg.warmup_start_lr * ratio,
         final_lr=final * ratio,
-        weight_decay=o.weight_decay,
-        weight_decay_end=o.weight_decay_end,
-        warmup_epochs=o.warmup_epochs,
+        weight_decay=optim_cfg.weight_decay,
+        weight_decay_end=optim_cfg.weight_decay_end,
+        warmup_epochs=optim_cfg.warmup_epochs,
         max_epochs=cfg.trainer.max_epochs,
         ema_momentum=ema,
         ema_kappa=ema_kappa,

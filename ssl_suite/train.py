@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -70,10 +71,12 @@ class RunStats(pl.Callback):
 
 def step_checkpoints(cfg: DictConfig) -> list:
     """last.ckpt also every N optimizer steps and/or every M minutes (mid-epoch, for exact resume)."""
-    t = cfg.trainer
-    triggers = [dict(every_n_train_steps=t.checkpoint_every_n_steps)] if t.checkpoint_every_n_steps else []
-    if t.checkpoint_every_n_minutes:
-        triggers.append(dict(train_time_interval=timedelta(minutes=t.checkpoint_every_n_minutes)))
+    trainer_cfg = cfg.trainer
+    triggers = (
+        [dict(every_n_train_steps=trainer_cfg.checkpoint_every_n_steps)] if trainer_cfg.checkpoint_every_n_steps else []
+    )
+    if trainer_cfg.checkpoint_every_n_minutes:
+        triggers.append(dict(train_time_interval=timedelta(minutes=trainer_cfg.checkpoint_every_n_minutes)))
     return [
         ModelCheckpoint(
             dirpath=checkpoint_dir(cfg), save_last=True, save_top_k=0, enable_version_counter=False, **trigger
@@ -82,8 +85,25 @@ def step_checkpoints(cfg: DictConfig) -> list:
     ]
 
 
-def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
-    t = cfg.trainer
+# The trainer section's keys that are Lightning Trainer arguments of the same name.
+LIGHTNING_TRAINER_KEYS = (
+    "max_epochs",
+    "max_steps",
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "precision",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "log_every_n_steps",
+    "limit_train_batches",
+    "deterministic",
+)
+
+
+def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:
+    trainer_cfg = cfg.trainer
     out = Path(cfg.output_dir)
     callbacks = [
         # No version counter: last.ckpt is always the newest, never a stale one beside last-v1.ckpt.
@@ -93,29 +113,18 @@ def build_trainer(cfg: DictConfig, **overrides) -> pl.Trainer:
             auto_insert_metric_name=False,
             save_last=True,
             save_top_k=-1,
-            every_n_epochs=t.checkpoint_every_n_epochs,
+            every_n_epochs=trainer_cfg.checkpoint_every_n_epochs,
             enable_version_counter=False,
         ),
         *step_checkpoints(cfg),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=10),
         RunStats(out / "train_stats.json"),
-        NonFiniteGuard(t.nonfinite, cfg.method.name, t.log_every_n_steps),
+        NonFiniteGuard(trainer_cfg.nonfinite, cfg.method.name, trainer_cfg.log_every_n_steps),
     ]
-    kwargs = dict(
+    kwargs = {key: trainer_cfg[key] for key in LIGHTNING_TRAINER_KEYS}
+    kwargs.update(
         default_root_dir=str(out),
-        max_epochs=t.max_epochs,
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val,
-        log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches,
-        deterministic=t.deterministic,
         logger=TensorBoardLogger(str(out), name="tensorboard", version=""),
         callbacks=callbacks,
         enable_model_summary=False,
@@ -146,18 +155,18 @@ def resume_path(cfg: DictConfig, resume: str | None, overwrite: bool = False) ->
 def loader(dataset, cfg: DictConfig, sampler=None) -> DataLoader:
     """Training (with an ``EpochSampler``: resumable order, per-sample seeded augmentation) or
     validation (in order) batches."""
-    d = cfg.data
+    data_cfg = cfg.data
     if sampler is not None:  # per-item seeds only for random (CPU-side) views
-        dataset = SeededItems(dataset, cfg.seed if d.augment_on == "cpu" else None)
+        dataset = SeededItems(dataset, cfg.seed if data_cfg.augment_on == "cpu" else None)
     # Its own generator: making an iterator (worker seeds) never draws from the global RNG stream.
     generator = torch.Generator().manual_seed(cfg.seed)
     return DataLoader(
         dataset,
-        batch_size=d.batch_size,
+        batch_size=data_cfg.batch_size,
         sampler=sampler,
         drop_last=sampler is not None,
-        num_workers=d.num_workers,
-        persistent_workers=d.num_workers > 0,
+        num_workers=data_cfg.num_workers,
+        persistent_workers=data_cfg.num_workers > 0,
         pin_memory=False,
         generator=generator,
     )

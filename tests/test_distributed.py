@@ -25,7 +25,7 @@ CHILD = textwrap.dedent("""
     import json, sys, torch
     import pytorch_lightning as pl
     from ssl_suite.config import load_config
-    from ssl_suite.data.masking import RandomMask
+    from ssl_suite.methods.masking import RandomMask
     from ssl_suite.methods import MAE
     from ssl_suite.train import pretrain
 

@@ -12,6 +12,7 @@ by ahead-of-time compilation for sm_80/sm_90 (``aot_compile``, ``ptxas_usage``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -26,226 +27,132 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _sigmoid2(s, scale2, bias2):
-    # sigmoid(s * scale + bias) with exp2; scale2/bias2 are pre-multiplied by log2(e)
-    return 1.0 / (1.0 + tl.exp2(-(s * scale2 + bias2)))
+def _program(H, BLOCK_OWN: tl.constexpr, BLOCK_STREAM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    # this program's own rows (axis 0 of the grid), the offsets of a streamed tile and of the
+    # head dims, and its (batch, head) as int64: base offsets of large batches overflow int32
+    bh = tl.program_id(1)
+    own = tl.program_id(0) * BLOCK_OWN + tl.arange(0, BLOCK_OWN)
+    offs_d, offs_dv = tl.arange(0, BLOCK_D), tl.arange(0, BLOCK_DV)
+    return own, tl.arange(0, BLOCK_STREAM), offs_d, offs_dv, (bh // H).to(tl.int64), (bh % H).to(tl.int64)
 
 
 @triton.jit
-def _load_tile(ptr, rows, stride, cols, n_rows, n_cols, UPCAST: tl.constexpr):
-    # rows x cols of a row-major (n_rows, n_cols) matrix; out-of-range entries load as 0
-    t = tl.load(
-        ptr + rows[:, None] * stride + cols[None, :],
-        mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols),
-        other=0.0,
-    )
+def _load_tile(ptr, rows, stride, cols, n_rows, n_cols, UPCAST: tl.constexpr, TRANS: tl.constexpr):
+    # rows x cols of a row-major (n_rows, n_cols) matrix (cols x rows with TRANS: loaded
+    # transposed, no tl.trans); out-of-range entries load as 0
+    if TRANS:
+        t = tl.load(
+            ptr + rows[None, :] * stride + cols[:, None],
+            mask=(rows[None, :] < n_rows) & (cols[:, None] < n_cols),
+            other=0.0,
+        )
+    else:
+        t = tl.load(
+            ptr + rows[:, None] * stride + cols[None, :],
+            mask=(rows[:, None] < n_rows) & (cols[None, :] < n_cols),
+            other=0.0,
+        )
     if UPCAST:
         t = t.to(tl.float32)
     return t
 
 
 @triton.jit
+def _kv_tiles(K, V, rows, skn, svn, offs_d, offs_dv, NK, D, DV, UPCAST: tl.constexpr, TRANS_K: tl.constexpr):
+    # the K and V rows ``rows`` of one (batch, head); K transposed with TRANS_K
+    k = _load_tile(K, rows, skn, offs_d, NK, D, UPCAST, TRANS_K)
+    return k, _load_tile(V, rows, svn, offs_dv, NK, DV, UPCAST, False)
+
+
+@triton.jit
+def _store_tile(ptr, rows, stride, cols, n_rows, n_cols, x):
+    # x into rows x cols of a row-major (n_rows, n_cols) matrix, in its dtype; edges masked
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    tl.store(ptr + rows[:, None] * stride + cols[None, :], x.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _sigmoid_scores(a, bt, scale2, bias2, PREC: tl.constexpr):
+    # P = sigmoid(a bt * scale + bias) with exp2; scale2/bias2 are pre-multiplied by log2(e).
+    # Unmasked: the caller zeroes the out-of-range rows/columns it must not accumulate.
+    s = tl.dot(a, bt, input_precision=PREC)
+    return 1.0 / (1.0 + tl.exp2(-(s * scale2 + bias2)))
+
+
+@triton.jit
 def _fwd_kernel(
-    Q,
-    K,
-    V,
-    O,
-    scale2,
-    bias2,
-    sqb,
-    sqh,
-    sqn,
-    skb,
-    skh,
-    skn,
-    svb,
-    svh,
-    svn,
-    sob,
-    soh,
-    son,
-    H,
-    NQ,
-    NK,
-    D: tl.constexpr,
-    DV: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)  # int64 base offsets: large batches overflow int32
-    h = (bh % H).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_dv = tl.arange(0, BLOCK_DV)
-    Q += b * sqb + h * sqh
+    Q, K, V, O, scale2, bias2, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, H, NQ, NK,
+    D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    # One Q tile per program, streaming K/V tiles.
+    offs_m, offs_n, offs_d, offs_dv, b, h = _program(H, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV)
     K += b * skb + h * skh
     V += b * svb + h * svh
-    q = _load_tile(Q, offs_m, sqn, offs_d, NQ, D, UPCAST)
+    q = _load_tile(Q + b * sqb + h * sqh, offs_m, sqn, offs_d, NQ, D, UPCAST, False)
     acc = tl.zeros((BLOCK_M, BLOCK_DV), dtype=tl.float32)
     for start_n in range(0, NK, BLOCK_N):
         cols = start_n + offs_n
         # K loaded transposed (BLOCK_D, BLOCK_N); out-of-range keys load 0 and are masked in P
-        kt = tl.load(
-            K + cols[None, :] * skn + offs_d[:, None], mask=(cols[None, :] < NK) & (offs_d[:, None] < D), other=0.0
-        )
-        if UPCAST:
-            kt = kt.to(tl.float32)
-        v = _load_tile(V, cols, svn, offs_dv, NK, DV, UPCAST)
-        p = _sigmoid2(tl.dot(q, kt, input_precision=PREC), scale2, bias2)
-        p = tl.where(cols[None, :] < NK, p, 0.0)
+        kt, v = _kv_tiles(K, V, cols, skn, svn, offs_d, offs_dv, NK, D, DV, UPCAST, True)
+        p = tl.where(cols[None, :] < NK, _sigmoid_scores(q, kt, scale2, bias2, PREC), 0.0)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
-    O += b * sob + h * soh
-    tl.store(
-        O + offs_m[:, None] * son + offs_dv[None, :],
-        acc.to(O.dtype.element_ty),
-        mask=(offs_m[:, None] < NQ) & (offs_dv[None, :] < DV),
-    )
+    _store_tile(O + b * sob + h * soh, offs_m, son, offs_dv, NQ, DV, acc)
 
 
 @triton.jit
 def _bwd_dkdv_kernel(
-    Q,
-    K,
-    V,
-    DO,
-    DK,
-    DV_,
-    scale,
-    scale2,
-    bias2,
-    sqb,
-    sqh,
-    sqn,
-    skb,
-    skh,
-    skn,
-    svb,
-    svh,
-    svn,
-    sdob,
-    sdoh,
-    sdon,
-    H,
-    NQ,
-    NK,
-    D: tl.constexpr,
-    DV: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PREC: tl.constexpr,
-):
+    Q, K, V, DO, DK, DV_, scale, scale2, bias2,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon, H, NQ, NK,
+    D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     # One K/V tile per program, streaming all Q/dO tiles; works on transposed scores S^T.
     # dK, dV are written with the strides of K, V (the wrapper allocates them alike).
-    pid_n = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_dv = tl.arange(0, BLOCK_DV)
+    offs_n, offs_m, offs_d, offs_dv, b, h = _program(H, BLOCK_N, BLOCK_M, BLOCK_D, BLOCK_DV)
+    k, v = _kv_tiles(
+        K + b * skb + h * skh, V + b * svb + h * svh, offs_n, skn, svn, offs_d, offs_dv, NK, D, DV, UPCAST, False
+    )
     Q += b * sqb + h * sqh
     DO += b * sdob + h * sdoh
-    kmask = offs_n[:, None] < NK
-    k = _load_tile(K + b * skb + h * skh, offs_n, skn, offs_d, NK, D, UPCAST)
-    v = _load_tile(V + b * svb + h * svh, offs_n, svn, offs_dv, NK, DV, UPCAST)
     dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_DV), dtype=tl.float32)
     for start_m in range(0, NQ, BLOCK_M):
         rows = start_m + offs_m
-        q = _load_tile(Q, rows, sqn, offs_d, NQ, D, UPCAST)
-        do = _load_tile(DO, rows, sdon, offs_dv, NQ, DV, UPCAST)
-        pt = _sigmoid2(tl.dot(k, tl.trans(q), input_precision=PREC), scale2, bias2)
-        pt = tl.where(kmask & (rows[None, :] < NQ), pt, 0.0)
+        q = _load_tile(Q, rows, sqn, offs_d, NQ, D, UPCAST, False)
+        do = _load_tile(DO, rows, sdon, offs_dv, NQ, DV, UPCAST, False)
+        pt = _sigmoid_scores(k, tl.trans(q), scale2, bias2, PREC)
+        pt = tl.where((offs_n[:, None] < NK) & (rows[None, :] < NQ), pt, 0.0)
         dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PREC)
         dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
         dst = dpt * pt * (1.0 - pt)
         dk = tl.dot(dst.to(q.dtype), q, dk, input_precision=PREC)
-    out_mask = kmask & (offs_d[None, :] < D)
-    tl.store(
-        DK + b * skb + h * skh + offs_n[:, None] * skn + offs_d[None, :],
-        (dk * scale).to(DK.dtype.element_ty),
-        mask=out_mask,
-    )
-    tl.store(
-        DV_ + b * svb + h * svh + offs_n[:, None] * svn + offs_dv[None, :],
-        dv.to(DV_.dtype.element_ty),
-        mask=kmask & (offs_dv[None, :] < DV),
-    )
+    _store_tile(DK + b * skb + h * skh, offs_n, skn, offs_d, NK, D, dk * scale)
+    _store_tile(DV_ + b * svb + h * svh, offs_n, svn, offs_dv, NK, DV, dv)
 
 
 @triton.jit
 def _bwd_dq_kernel(
-    Q,
-    K,
-    V,
-    DO,
-    DQ,
-    scale,
-    scale2,
-    bias2,
-    sqb,
-    sqh,
-    sqn,
-    skb,
-    skh,
-    skn,
-    svb,
-    svh,
-    svn,
-    sdob,
-    sdoh,
-    sdon,
-    H,
-    NQ,
-    NK,
-    D: tl.constexpr,
-    DV: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PREC: tl.constexpr,
-):
+    Q, K, V, DO, DQ, scale, scale2, bias2,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon, H, NQ, NK,
+    D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     # One Q tile per program, streaming K/V tiles; dQ is written with the strides of Q.
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_dv = tl.arange(0, BLOCK_DV)
+    offs_m, offs_n, offs_d, offs_dv, b, h = _program(H, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV)
+    q = _load_tile(Q + b * sqb + h * sqh, offs_m, sqn, offs_d, NQ, D, UPCAST, False)
+    do = _load_tile(DO + b * sdob + h * sdoh, offs_m, sdon, offs_dv, NQ, DV, UPCAST, False)
     K += b * skb + h * skh
     V += b * svb + h * svh
-    qmask = offs_m[:, None] < NQ
-    q = _load_tile(Q + b * sqb + h * sqh, offs_m, sqn, offs_d, NQ, D, UPCAST)
-    do = _load_tile(DO + b * sdob + h * sdoh, offs_m, sdon, offs_dv, NQ, DV, UPCAST)
     dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     for start_n in range(0, NK, BLOCK_N):
         cols = start_n + offs_n
-        k = _load_tile(K, cols, skn, offs_d, NK, D, UPCAST)
-        v = _load_tile(V, cols, svn, offs_dv, NK, DV, UPCAST)
-        p = _sigmoid2(tl.dot(q, tl.trans(k), input_precision=PREC), scale2, bias2)
+        k, v = _kv_tiles(K, V, cols, skn, svn, offs_d, offs_dv, NK, D, DV, UPCAST, False)
+        p = _sigmoid_scores(q, tl.trans(k), scale2, bias2, PREC)
         dp = tl.dot(do, tl.trans(v), input_precision=PREC)
         ds = tl.where(cols[None, :] < NK, dp * p * (1.0 - p), 0.0)
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
-    tl.store(
-        DQ + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
-        (dq * scale).to(DQ.dtype.element_ty),
-        mask=qmask & (offs_d[None, :] < D),
-    )
+    _store_tile(DQ + b * sqb + h * sqh, offs_m, sqn, offs_d, NQ, D, dq * scale)
 
 
 KERNELS = {"fwd": _fwd_kernel, "bwd_dkdv": _bwd_dkdv_kernel, "bwd_dq": _bwd_dq_kernel}
@@ -297,33 +204,24 @@ def _lastdim_contiguous(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def _strides(t: Tensor) -> tuple[int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2)
+def _strides(*ts: Tensor) -> tuple[int, ...]:
+    # (batch, head, row) strides of each tensor in turn: the kernels' s*b, s*h, s*n arguments
+    return tuple(s for t in ts for s in t.stride()[:3])
+
+
+def _launch(kernel: str, tensors: tuple[Tensor, ...], args: tuple, n: int, block: str = "BLOCK_M") -> None:
+    # one program per ``block`` of the n rows it owns (q's or k's), per (batch, head)
+    q, v = tensors[0], tensors[2]
+    const, launch = _meta(kernel, q, v)
+    grid = (triton.cdiv(n, const[block]), q.shape[0] * q.shape[1])
+    KERNELS[kernel][grid](*tensors, *args, **const, **launch)
 
 
 def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float) -> Tensor:
     q, k, v = (_lastdim_contiguous(t) for t in (q, k, v))
     B, H, nq, _ = q.shape
     out = q.new_empty(B, H, nq, v.shape[-1])
-    const, launch = _meta("fwd", q, v)
-    grid = (triton.cdiv(nq, const["BLOCK_M"]), B * H)
-    _fwd_kernel[grid](
-        q,
-        k,
-        v,
-        out,
-        scale * LOG2E,
-        bias * LOG2E,
-        *_strides(q),
-        *_strides(k),
-        *_strides(v),
-        *_strides(out),
-        H,
-        nq,
-        k.shape[2],
-        **const,
-        **launch,
-    )
+    _launch("fwd", (q, k, v, out), (scale * LOG2E, bias * LOG2E, *_strides(q, k, v, out), H, nq, k.shape[2]), nq)
     return out
 
 
@@ -332,14 +230,11 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: fl
     # copy only for strided views) so the outputs are too, as the registered fake promises
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     do = _lastdim_contiguous(do)
-    B, H, nq, _ = q.shape
-    nk = k.shape[2]
+    H, nq, nk = q.shape[1], q.shape[2], k.shape[2]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    args = (scale, scale * LOG2E, bias * LOG2E, *_strides(q), *_strides(k), *_strides(v), *_strides(do), H, nq, nk)
-    const, launch = _meta("bwd_dkdv", q, v)
-    _bwd_dkdv_kernel[(triton.cdiv(nk, const["BLOCK_N"]), B * H)](q, k, v, do, dk, dv, *args, **const, **launch)
-    const, launch = _meta("bwd_dq", q, v)
-    _bwd_dq_kernel[(triton.cdiv(nq, const["BLOCK_M"]), B * H)](q, k, v, do, dq, *args, **const, **launch)
+    args = (scale, scale * LOG2E, bias * LOG2E, *_strides(q, k, v, do), H, nq, nk)
+    _launch("bwd_dkdv", (q, k, v, do, dk, dv), args, nk, block="BLOCK_N")
+    _launch("bwd_dq", (q, k, v, do, dq), args, nq)
     return dq, dk, dv
 
 
@@ -403,24 +298,14 @@ def ptxas_usage(ptx: str, cc: int) -> tuple[int, int]:
 def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16), dims=(64, 128)) -> list[dict]:
     """One row per (kernel, arch, dtype, d): registers, spills, whether wgmma is used."""
     rows = []
-    for cc in archs:
-        for dtype in dtypes:
-            for d in dims:
-                for name in KERNELS:
-                    ck = aot_compile(name, cc, dtype, d)
-                    regs, spills = ptxas_usage(ck.asm["ptx"], cc)
-                    rows.append(
-                        dict(
-                            kernel=name,
-                            arch=f"sm_{cc}",
-                            dtype=_TL[dtype],
-                            d=d,
-                            regs=regs,
-                            spills=spills,
-                            wgmma="wgmma" in ck.asm["ptx"],
-                            **block_config(name, d, dtype),
-                        )
-                    )
+    for cc, dtype, d, name in itertools.product(archs, dtypes, dims, KERNELS):
+        ck = aot_compile(name, cc, dtype, d)
+        regs, spills = ptxas_usage(ck.asm["ptx"], cc)
+        wgmma = "wgmma" in ck.asm["ptx"]
+        cfg = block_config(name, d, dtype)
+        rows.append(
+            dict(kernel=name, arch=f"sm_{cc}", dtype=_TL[dtype], d=d, regs=regs, spills=spills, wgmma=wgmma, **cfg)
+        )
     return rows
 
 

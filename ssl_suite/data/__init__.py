@@ -9,7 +9,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import UserError
 from .datasets import UNLABELLED, build_dataset
-from .transforms import DeviceViews, eval_transform, ssl_views, tensor_transform
+from .transforms import DeviceViews, ViewRecipe, eval_transform, ssl_views, tensor_transform
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -17,16 +17,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _view_args(data_cfg: DictConfig) -> dict[str, Any]:
-    a = data_cfg.augment
-    return dict(
-        min_scale=a.min_scale,
-        cj_prob=a.cj_prob,
-        cj_strength=a.cj_strength,
-        random_gray_scale=a.random_gray_scale,
-        gaussian_blur=a.gaussian_blur,
-        hf_prob=a.hf_prob,
-    )
+def view_recipe(data_cfg: DictConfig) -> ViewRecipe:
+    return ViewRecipe(**data_cfg.augment)
 
 
 def ssl_train_dataset(data_cfg: DictConfig) -> Dataset[Any]:
@@ -34,7 +26,7 @@ def ssl_train_dataset(data_cfg: DictConfig) -> Dataset[Any]:
     views, label); ``device``: (image tensor, label), views made later by ``device_views``."""
     if data_cfg.augment_on == "cpu":
         transform = ssl_views(
-            data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, **_view_args(data_cfg)
+            data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, view_recipe(data_cfg)
         )
     else:  # images of any size (an unlabelled folder) must be resized to stack into batches
         transform = tensor_transform(data_cfg.image_size, data_cfg.resize_for_eval or data_cfg.dataset in UNLABELLED)
@@ -53,7 +45,7 @@ def device_views(data_cfg: DictConfig) -> DeviceViews | None:
     """The batch augmenter for ``data.augment_on=device`` (None for the CPU path)."""
     if data_cfg.augment_on == "cpu":
         return None
-    return DeviceViews(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, **_view_args(data_cfg))
+    return DeviceViews(data_cfg.num_views, data_cfg.image_size, data_cfg.mean, data_cfg.std, view_recipe(data_cfg))
 
 
 def has_labels(data_cfg: DictConfig) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torchvision.transforms as T
@@ -14,31 +15,31 @@ def normalize_dict(mean: Sequence[float], std: Sequence[float]) -> dict[str, lis
     return {"mean": list(mean), "std": list(std)}
 
 
-def ssl_views(
-    num_views: int,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    min_scale: float = 0.08,
-    cj_prob: float = 0.8,
-    cj_strength: float = 1.0,
-    random_gray_scale: float = 0.2,
-    gaussian_blur: float = 0.5,
-    hf_prob: float = 0.5,
-) -> MultiViewTransform:
-    """``num_views`` independently augmented views of one image (SimCLR's recipe, sized to the data).
+@dataclass
+class ViewRecipe:
+    """SimCLR's view recipe with lightly's defaults; the config's ``data.augment`` section.
+    Small images (CIFAR, Fashion-MNIST) want weaker colour jitter (0.5) and no blur: lightly's advice."""
 
-    Small images (CIFAR, Fashion-MNIST) want weaker colour jitter (0.5) and no blur: lightly's advice.
-    """
+    min_scale: float = 0.08
+    cj_prob: float = 0.8
+    cj_strength: float = 1.0
+    random_gray_scale: float = 0.2
+    gaussian_blur: float = 0.5
+    hf_prob: float = 0.5
+
+
+def ssl_views(
+    num_views: int, image_size: int, mean: Sequence[float], std: Sequence[float], recipe: ViewRecipe
+) -> MultiViewTransform:
+    """``num_views`` independently augmented views of one image (lightly's SimCLR view transform)."""
     view = SimCLRViewTransform(
         input_size=image_size,
-        cj_prob=cj_prob,
-        cj_strength=cj_strength,
-        min_scale=min_scale,
-        random_gray_scale=random_gray_scale,
-        gaussian_blur=gaussian_blur,
-        hf_prob=hf_prob,
+        cj_prob=recipe.cj_prob,
+        cj_strength=recipe.cj_strength,
+        min_scale=recipe.min_scale,
+        random_gray_scale=recipe.random_gray_scale,
+        gaussian_blur=recipe.gaussian_blur,
+        hf_prob=recipe.hf_prob,
         normalize=normalize_dict(mean, std),
     )
     return MultiViewTransform([view] * num_views)
@@ -63,27 +64,21 @@ class DeviceViews(torch.nn.Module):
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
-        *,
-        min_scale: float = 0.08,
-        cj_prob: float = 0.8,
-        cj_strength: float = 1.0,
-        random_gray_scale: float = 0.2,
-        gaussian_blur: float = 0.5,
-        hf_prob: float = 0.5,
+        recipe: ViewRecipe,
         solarize_prob: float = 0.0,
     ) -> None:
         super().__init__()
         import kornia.augmentation as K
 
-        s = cj_strength
+        r, s = recipe, recipe.cj_strength
         steps = [
-            K.RandomResizedCrop((image_size, image_size), scale=(min_scale, 1.0)),
-            K.RandomHorizontalFlip(p=hf_prob),
-            K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cj_prob),
-            K.RandomGrayscale(p=random_gray_scale),
+            K.RandomResizedCrop((image_size, image_size), scale=(r.min_scale, 1.0)),
+            K.RandomHorizontalFlip(p=r.hf_prob),
+            K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=r.cj_prob),
+            K.RandomGrayscale(p=r.random_gray_scale),
         ]
-        if gaussian_blur > 0:  # kernel ~10% of the image, odd, sigma as lightly's (0.1, 2)
-            steps.append(K.RandomGaussianBlur(int(0.1 * image_size) // 2 * 2 + 1, (0.1, 2.0), p=gaussian_blur))
+        if r.gaussian_blur > 0:  # kernel ~10% of the image, odd, sigma as lightly's (0.1, 2)
+            steps.append(K.RandomGaussianBlur(int(0.1 * image_size) // 2 * 2 + 1, (0.1, 2.0), p=r.gaussian_blur))
         if solarize_prob > 0:
             steps.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=solarize_prob))
         steps.append(K.Normalize(mean=torch.tensor(list(mean)), std=torch.tensor(list(std))))

@@ -52,29 +52,34 @@ def probe_train_transform(data_cfg: DictConfig) -> T.Compose:
 
 
 def augmented_linear_probe(cfg: DictConfig, backbone: nn.Module, name: str) -> dict:
-    e, d = cfg.eval, cfg.data
+    eval_cfg, data_cfg = cfg.eval, cfg.data
     train = first(
         build_dataset(
-            d.dataset, d.train_split, probe_train_transform(d), d.root, d.download, skip_bad=d.skip_bad_images
+            data_cfg.dataset,
+            data_cfg.train_split,
+            probe_train_transform(data_cfg),
+            data_cfg.root,
+            data_cfg.download,
+            skip_bad=data_cfg.skip_bad_images,
         ),
-        e.train_subset,
+        eval_cfg.train_subset,
     )
-    test = eval_dataset(d, d.eval_split)
+    test = eval_dataset(data_cfg, data_cfg.eval_split)
     num_classes = count_classes(train)
-    model = Pooled(backbone, e.pooling)
-    dim = pool_features(backbone.eval(), test[0][0][None], e.pooling).shape[1]
+    model = Pooled(backbone, eval_cfg.pooling)
+    dim = pool_features(backbone.eval(), test[0][0][None], eval_cfg.pooling).shape[1]
     classifier = LinearClassifier(
         model,
-        batch_size_per_device=e.linear_batch_size,
-        lr=e.linear_lr,
+        batch_size_per_device=eval_cfg.linear_batch_size,
+        lr=eval_cfg.linear_lr,
         feature_dim=dim,
         num_classes=num_classes,
         topk=(1, min(5, num_classes)),
     )
     classifier.classification_head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), classifier.classification_head)
-    loader = dict(batch_size=e.linear_batch_size, num_workers=d.num_workers)
+    loader = dict(batch_size=eval_cfg.linear_batch_size, num_workers=data_cfg.num_workers)
     trainer = pl.Trainer(
-        max_epochs=e.linear_epochs,
+        max_epochs=eval_cfg.linear_epochs,
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         precision=cfg.trainer.precision,
@@ -88,6 +93,6 @@ def augmented_linear_probe(cfg: DictConfig, backbone: nn.Module, name: str) -> d
         "top1": 100 * metrics["val_top1"],
         "top5": 100 * metrics[f"val_top{top5}"],
         "protocol": f"BN(no affine)+linear trained on augmented images on the fly (random resized crop "
-        f"0.08-1 + flip), SGD lr {e.linear_lr}*batch/256 cosine, {e.linear_epochs} epochs, "
-        f"batch {e.linear_batch_size}; top5 = top-{top5}",
+        f"0.08-1 + flip), SGD lr {eval_cfg.linear_lr}*batch/256 cosine, {eval_cfg.linear_epochs} epochs, "
+        f"batch {eval_cfg.linear_batch_size}; top5 = top-{top5}",
     }

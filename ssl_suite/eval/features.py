@@ -17,7 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,14 +26,25 @@ from tqdm.auto import tqdm
 
 from ..files import atomic_write
 
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Backbone(Protocol):
+        """What the token poolings use of a ViT backbone (timm's VisionTransformer and ours)."""
+
+        def forward_features(self, x: Tensor) -> Tensor: ...
+
+        def norm(self, x: Tensor) -> Tensor: ...
+
+
 POOLINGS = ("cls", "avg", "cls_last:K")
 BACKBONE_KEYS = ("weights", "model")  # cache meta keys that identify the backbone
-_LAST_K = re.compile(r"cls_last:([1-9]\d*)")
+_LAST_K = re.compile(r"cls_last:(\d+)")
 
 
 def parse_pooling(pooling: str) -> int | None:
-    """K for ``cls_last:K`` (K >= 1), None for cls/avg; ValueError for anything else. The one
-    reader of the pooling grammar (the config validates with it too)."""
+    """K for ``cls_last:K``, None for cls/avg; ValueError for anything else. The one reader of
+    the pooling grammar (the config validates with it too; K's range depends on the model)."""
     if pooling in ("cls", "avg"):
         return None
     if (m := _LAST_K.fullmatch(pooling)) is None:
@@ -49,13 +60,15 @@ def pool_features(model: nn.Module, images: Tensor, pooling: str) -> Tensor:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if getattr(model, "pools_itself", False):
         return model(images)
+    vit = cast("_Backbone", model)  # ViT-like from here on: forward_features (B, T, C) and norm
     n_prefix = int(getattr(model, "num_prefix_tokens", 0))
     if pooling != "avg" and not getattr(model, "has_class_token", n_prefix > 0):
         raise ValueError(f"pooling {pooling!r} needs a class token; this model has none")
     if pooling == "cls":
-        return model.forward_features(images)[:, 0]
+        return vit.forward_features(images)[:, 0]
     if pooling == "avg":
-        return model.forward_features(images)[:, n_prefix:].mean(dim=1)
+        return vit.forward_features(images)[:, n_prefix:].mean(dim=1)
+    assert k is not None  # cls_last:K, the one pooling left
     blocks = getattr(model, "blocks", None)
     if blocks is None or not 1 <= k <= len(blocks):
         raise ValueError(f"cls_last:K needs 1 <= K <= number of blocks, got K={k}")
@@ -63,11 +76,11 @@ def pool_features(model: nn.Module, images: Tensor, pooling: str) -> Tensor:
     outs: list[Tensor] = []
     hooks = [b.register_forward_hook(lambda _m, _i, o: outs.append(o)) for b in blocks[-k:]]
     try:
-        model.forward_features(images)
+        vit.forward_features(images)
     finally:
         for h in hooks:
             h.remove()
-    return torch.cat([model.norm(o)[:, 0] for o in outs], dim=-1)
+    return torch.cat([vit.norm(o)[:, 0] for o in outs], dim=-1)
 
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -140,10 +153,11 @@ def extract_features(
         raise ValueError("cache_path needs cache_meta (what the features depend on)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if len(dataset) == 0:
+    if len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have a length
         raise ValueError("dataset is empty")
     parse_pooling(pooling)  # fail before touching the cache or the data
     if cache_path is not None:
+        assert cache_meta is not None  # checked above
         _canonical(cache_meta)
         if (hit := _load_cache(Path(cache_path), cache_meta)) is not None:
             return hit

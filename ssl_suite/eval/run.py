@@ -102,13 +102,13 @@ def logistic_args(cfg: DictConfig) -> dict[str, Any]:
 def fairness_datasets(cfg: DictConfig) -> tuple[GroupArrayDataset | GroupCSVDataset, ...]:
     """(train, test) datasets with ``.attrs``: the spurious Fashion-MNIST set or a user's CSVs."""
     transform = eval_transform(cfg.data.image_size, cfg.data.mean, cfg.data.std, cfg.data.resize_for_eval)
-    e = cfg.eval
-    if e.fairness_data == "csv":
-        folder = Path(e.fairness_root or ".")
+    eval_cfg = cfg.eval
+    if eval_cfg.fairness_data == "csv":
+        folder = Path(eval_cfg.fairness_root or ".")
         return tuple(GroupCSVDataset(folder / f"{s}.csv", transform) for s in ("train", "test"))
     root = cfg.data.root if cfg.data.dataset == "fashion_mnist" else None
     return tuple(
-        spurious_fashion(s, transform, root=root, correlation=e.fairness_correlation, seed=cfg.seed)
+        spurious_fashion(s, transform, root=root, correlation=eval_cfg.fairness_correlation, seed=cfg.seed)
         for s in ("train", "test")
     )
 

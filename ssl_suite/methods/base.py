@@ -102,7 +102,7 @@ class SSLMethod(pl.LightningModule):
     ema_schedule: str | None = None  # EMA-target methods: the momentum schedule to 1
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        opt = self.cfg.optim
+        optim_cfg = self.cfg.optim
         self.scaled = scaling.recipe(self.cfg, self.trainer.world_size, self.ema_schedule)
         # No weight decay on biases, norms, tokens, or the online probe (standard ViT practice).
         decay: list[nn.Parameter] = []
@@ -113,22 +113,22 @@ class SSLMethod(pl.LightningModule):
             skip = p.ndim <= 1 or name.startswith("online_classifier") or "token" in name or "pos_embed" in name
             (no_decay if skip else decay).append(p)
         groups = [
-            {"params": decay, "weight_decay": opt.weight_decay, "decayed": True},
+            {"params": decay, "weight_decay": optim_cfg.weight_decay, "decayed": True},
             {"params": no_decay, "weight_decay": 0.0, "decayed": False},
         ]
         lr = self.scaled.lr
         optimizer: torch.optim.Optimizer
-        if opt.name == "adamw":
+        if optim_cfg.name == "adamw":
             # scaling.scale sets betas and eps for Adam-type optimizers.
             assert self.scaled.betas is not None and self.scaled.eps is not None
             optimizer = torch.optim.AdamW(groups, lr=lr, betas=self.scaled.betas, eps=self.scaled.eps)
-        elif opt.name == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=lr, momentum=opt.momentum)
+        elif optim_cfg.name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=optim_cfg.momentum)
         else:  # lightly's LARS adapts only groups with weight decay: biases and norms are excluded (SimCLR, BYOL)
-            optimizer = LARS(groups, lr=lr, momentum=opt.momentum)
+            optimizer = LARS(groups, lr=lr, momentum=optim_cfg.momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
-        warmup = min(total - 1, int(opt.warmup_epochs * steps_per_epoch))
+        warmup = min(total - 1, int(optim_cfg.warmup_epochs * steps_per_epoch))
         # lightly's schedule takes fractions of the peak lr.
         scheduler = CosineWarmupScheduler(
             optimizer,

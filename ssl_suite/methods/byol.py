@@ -32,10 +32,14 @@ class BYOL(EMATargetMethod):
 
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
-        m = cfg.method
-        self.projection_head = BYOLProjectionHead(self.backbone.num_features, m.proj_hidden_dim, m.proj_output_dim)
-        self.prediction_head = BYOLPredictionHead(m.proj_output_dim, m.pred_hidden_dim, m.proj_output_dim)
-        self.target = EMATarget(self.online_network(), m.momentum_base, self.ema_schedule)
+        method_cfg = cfg.method
+        self.projection_head = BYOLProjectionHead(
+            self.backbone.num_features, method_cfg.proj_hidden_dim, method_cfg.proj_output_dim
+        )
+        self.prediction_head = BYOLPredictionHead(
+            method_cfg.proj_output_dim, method_cfg.pred_hidden_dim, method_cfg.proj_output_dim
+        )
+        self.target = EMATarget(self.online_network(), method_cfg.momentum_base, self.ema_schedule)
         self.criterion = NegativeCosineSimilarity()
 
     def online_network(self) -> nn.Module:

@@ -3,7 +3,7 @@
 Assran et al., "Self-Supervised Learning from Images with a Joint-Embedding Predictive Architecture",
 CVPR 2023, https://arxiv.org/abs/2301.08243.
 
-Per image: one context block and ``num_targets`` target blocks (``data.masking.multiblock_masks``).
+Per image: one context block and ``num_targets`` target blocks (``methods/masking.py``).
 The target encoder, an EMA of the context encoder (linear schedule ``momentum_base`` -> 1,
 raised to kappa by the EMA scaling rule, ``ssl_suite.scaling``), encodes the whole image without gradient; its patch
 outputs, layer-normed without affine parameters, at the target blocks are the targets. The
@@ -24,11 +24,11 @@ from lightly.models.utils import apply_masks, get_at_index
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from ..data.masking import multiblock_masks, with_prefix
 from ..ema import EMATarget
-from ..models.decoder import SuiteDecoder
+from ..models.backbone import masked_encoder
+from ..models.decoder import SuiteDecoder, decoder_from_config
 from .base import EMATargetMethod
-from .mae import masked_encoder
+from .masking import multiblock_masks, with_prefix
 
 if TYPE_CHECKING:
     from lightly.models.modules import MaskedVisionTransformerTIMM
@@ -38,20 +38,11 @@ if TYPE_CHECKING:
 class Predictor(nn.Module):
     """Context tokens + one query per target patch -> predicted target-encoder outputs."""
 
-    def __init__(
-        self,
-        num_patches: int,
-        dim: int,
-        width: int,
-        depth: int,
-        heads: int,
-        num_prefix_tokens: int,
-        attention: str,
-        sigmoid_bias: float | None,
-    ) -> None:
+    def __init__(self, dim: int, decoder: SuiteDecoder) -> None:
         super().__init__()
+        width = decoder.pos_embed.shape[-1]
         self.embed = nn.Linear(dim, width)
-        self.decoder = SuiteDecoder(num_patches, width, depth, heads, num_prefix_tokens, attention, sigmoid_bias)
+        self.decoder = decoder
         self.proj = nn.Linear(width, dim)
 
     def forward(self, context: Tensor, context_idx: Tensor, target_idx: list[Tensor]) -> Tensor:
@@ -73,27 +64,20 @@ class IJEPA(EMATargetMethod):
 
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
-        m, vit = cfg.method, cast("VisionTransformer", self.backbone)  # I-JEPA needs a timm ViT backbone
+        method_cfg, vit = cfg.method, cast("VisionTransformer", self.backbone)  # I-JEPA needs a timm ViT backbone
         self.grid = tuple(vit.patch_embed.grid_size)
         self.num_prefix = vit.num_prefix_tokens
         self.encoder = masked_encoder(vit)
         self.predictor = Predictor(
-            vit.patch_embed.num_patches,
-            vit.embed_dim,
-            m.decoder_dim,
-            m.decoder_depth,
-            m.decoder_heads,
-            self.num_prefix,
-            cfg.model.attention,
-            cfg.model.sigmoid_bias,
+            vit.embed_dim, decoder_from_config(vit.patch_embed.num_patches, self.num_prefix, cfg)
         )
-        self.target = EMATarget(self.encoder, m.momentum_base, self.ema_schedule)
+        self.target = EMATarget(self.encoder, method_cfg.momentum_base, self.ema_schedule)
         self.mask_args = dict(
-            num_targets=m.num_targets,
-            target_scale=tuple(m.target_scale),
-            target_aspect=tuple(m.target_aspect),
-            context_scale=tuple(m.context_scale),
-            min_context=m.min_context,
+            num_targets=method_cfg.num_targets,
+            target_scale=tuple(method_cfg.target_scale),
+            target_aspect=tuple(method_cfg.target_aspect),
+            context_scale=tuple(method_cfg.context_scale),
+            min_context=method_cfg.min_context,
         )
 
     def online_network(self) -> nn.Module:

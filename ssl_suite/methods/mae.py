@@ -20,28 +20,20 @@ from typing import TYPE_CHECKING, cast
 import torch
 import torch.nn.functional as F
 import torchvision
-from lightly.models.modules import MaskedVisionTransformerTIMM
 from lightly.models.utils import get_at_index, normalize_mean_var, patchify, repeat_token, set_at_index, unpatchify
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
-from ..data.masking import RandomMask, random_masking, with_prefix
-from ..models.decoder import SuiteDecoder
+from ..models.backbone import masked_encoder
+from ..models.decoder import decoder_from_config
 from .base import SSLMethod
+from .masking import RandomMask, random_masking, with_prefix
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
 
 RECONSTRUCTIONS = 8  # images of a fixed batch shown in TensorBoard each epoch
-
-
-def masked_encoder(vit: nn.Module) -> MaskedVisionTransformerTIMM:
-    """lightly's token-dropping wrapper around our ViT (shares its parameters). Its mask token
-    is frozen: the encoder gets visible tokens only, so it would never receive a gradient."""
-    encoder = MaskedVisionTransformerTIMM(vit, weight_initialization="skip", pos_embed_initialization="skip")
-    encoder.mask_token.requires_grad_(False)
-    return encoder
 
 
 def mae_loss(pred: Tensor, images: Tensor, masked: Tensor, patch_size: int, norm_pix: bool = True) -> Tensor:
@@ -55,22 +47,14 @@ def mae_loss(pred: Tensor, images: Tensor, masked: Tensor, patch_size: int, norm
 class MAE(SSLMethod):
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
-        m, vit = cfg.method, cast("VisionTransformer", self.backbone)  # MAE needs a timm ViT backbone
-        self.mask_ratio, self.norm_pix = m.mask_ratio, m.norm_pix_loss
+        method_cfg, vit = cfg.method, cast("VisionTransformer", self.backbone)  # MAE needs a timm ViT backbone
+        self.mask_ratio, self.norm_pix = method_cfg.mask_ratio, method_cfg.norm_pix_loss
         self.patch_size = vit.patch_embed.patch_size[0]
         self.num_patches, self.num_prefix = vit.patch_embed.num_patches, vit.num_prefix_tokens
         self.encoder = masked_encoder(vit)
-        self.decoder_embed = nn.Linear(vit.embed_dim, m.decoder_dim)
-        self.decoder = SuiteDecoder(
-            self.num_patches,
-            m.decoder_dim,
-            m.decoder_depth,
-            m.decoder_heads,
-            self.num_prefix,
-            cfg.model.attention,
-            cfg.model.sigmoid_bias,
-        )
-        self.prediction = nn.Linear(m.decoder_dim, self.patch_size**2 * vit.patch_embed.proj.in_channels)
+        self.decoder_embed = nn.Linear(vit.embed_dim, method_cfg.decoder_dim)
+        self.decoder = decoder_from_config(self.num_patches, self.num_prefix, cfg)
+        self.prediction = nn.Linear(method_cfg.decoder_dim, self.patch_size**2 * vit.patch_embed.proj.in_channels)
         self.shown_images: Tensor | None = None  # the fixed batch for reconstructions
 
     def forward_encoder(self, images: Tensor, keep: Tensor) -> Tensor:

@@ -27,13 +27,15 @@ from .base import SSLMethod
 class Contrastive(SSLMethod):
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
-        m = cfg.method
+        method_cfg = cfg.method
         self.num_views = cfg.data.num_views
-        self.projection_head = SimCLRProjectionHead(self.backbone.num_features, m.proj_hidden_dim, m.proj_output_dim)
-        if m.name == "simclr":  # 2 views (config.NUM_VIEWS)
-            self.criterion = NTXentLoss(temperature=m.temperature, gather_distributed=True)
+        self.projection_head = SimCLRProjectionHead(
+            self.backbone.num_features, method_cfg.proj_hidden_dim, method_cfg.proj_output_dim
+        )
+        if method_cfg.name == "simclr":  # 2 views (config.NUM_VIEWS)
+            self.criterion = NTXentLoss(temperature=method_cfg.temperature, gather_distributed=True)
         else:
-            self.criterion = PolyViewLoss(m.objective, m.temperature, gather_distributed=True)
+            self.criterion = PolyViewLoss(method_cfg.objective, method_cfg.temperature, gather_distributed=True)
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
         views, targets = batch

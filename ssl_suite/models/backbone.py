@@ -7,6 +7,7 @@ imports the training objectives to build a network.
 from __future__ import annotations
 
 import timm
+from lightly.models.modules import MaskedVisionTransformerTIMM
 from omegaconf import DictConfig
 from torch import nn
 
@@ -43,3 +44,11 @@ def check_image_size(backbone: nn.Module, image_size: int, model_name: str) -> N
             f"data.image_size={image_size} but {model_name} takes {expected} px images; "
             f"choose a model built for {image_size} px"
         )
+
+
+def masked_encoder(vit: nn.Module) -> MaskedVisionTransformerTIMM:
+    """lightly's token-dropping wrapper around our ViT (shares its parameters). Its mask token
+    is frozen: the encoder gets visible tokens only, so it would never receive a gradient."""
+    encoder = MaskedVisionTransformerTIMM(vit, weight_initialization="skip", pos_embed_initialization="skip")
+    encoder.mask_token.requires_grad_(False)
+    return encoder

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 from lightly.models.modules.masked_vision_transformer_decoder_timm import MaskedVisionTransformerDecoderTIMM
+from omegaconf import DictConfig
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -74,3 +75,18 @@ class SuiteDecoder(MaskedVisionTransformerDecoderTIMM):
 
 
 __all__ = ["SuiteDecoder", "suite_blocks"]
+
+
+def decoder_from_config(num_patches: int, num_prefix_tokens: int, cfg: DictConfig) -> SuiteDecoder:
+    """MAE's decoder / I-JEPA's predictor core as the config sets it (``method.decoder_*``, and the
+    backbone's attention in every block)."""
+    method, model = cfg.method, cfg.model
+    return SuiteDecoder(
+        num_patches,
+        method.decoder_dim,
+        method.decoder_depth,
+        method.decoder_heads,
+        num_prefix_tokens,
+        model.attention,
+        model.sigmoid_bias,
+    )

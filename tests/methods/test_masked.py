@@ -11,11 +11,11 @@ from flash_sigmoid import reference
 from timm.models.vision_transformer import Block
 
 from ssl_suite.config import load_config
-from ssl_suite.data.masking import random_masking
 from ssl_suite.ema import EMATarget
 from ssl_suite.errors import UserError
 from ssl_suite.methods import build_method
 from ssl_suite.methods.mae import mae_loss
+from ssl_suite.methods.masking import random_masking
 from ssl_suite.models import SigmoidAttention
 from ssl_suite.train import pretrain
 
@@ -110,7 +110,7 @@ def test_mae_encoder_attention_sees_visible_keys_only(monkeypatch):
 def test_ijepa_context_encoder_and_predictor_bias_follow_their_key_counts(monkeypatch):
     ijepa = method("ijepa", "method.target_scale=[0.1,0.15]")
     calls = record_keys(monkeypatch)
-    from ssl_suite.data.masking import multiblock_masks, with_prefix
+    from ssl_suite.methods.masking import multiblock_masks, with_prefix
 
     masks = multiblock_masks(2, (7, 7), target_scale=(0.1, 0.15))
     context_idx = with_prefix(masks.context)

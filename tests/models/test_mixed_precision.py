@@ -78,7 +78,7 @@ def _mae_decoder(images):
 
 
 def _ijepa_predictor(images):
-    from ssl_suite.data.masking import multiblock_masks, with_prefix
+    from ssl_suite.methods.masking import multiblock_masks, with_prefix
 
     ijepa = _ssl_method("ijepa")
     assert isinstance(ijepa, IJEPA)

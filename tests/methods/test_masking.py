@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ssl_suite.data.masking import block_size, multiblock_masks, random_masking, with_prefix
+from ssl_suite.methods.masking import block_size, multiblock_masks, random_masking, with_prefix
 
 
 @pytest.mark.parametrize("n,ratio", [(49, 0.75), (196, 0.75), (10, 0.5), (16, 0.9), (7, 0.3)])
