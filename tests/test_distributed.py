@@ -34,7 +34,7 @@ CHILD = textwrap.dedent("""
             int(img.double().abs().sum() * 1000) % 2**31)) for img in images])
         order = noise.argsort(1)
         keep = round(self.num_patches * (1 - self.mask_ratio))
-        return RandomMask(order[:, :keep], order[:, keep:], order.argsort(1))
+        return RandomMask(order[:, :keep], order[:, keep:])
 
     MAE.draw_mask = content_mask
 
