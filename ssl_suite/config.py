@@ -241,9 +241,6 @@ CLOSED_RANGES = (
     ("eval.logistic_val_fraction", 1e-9, 0.999999),
     ("model.drop_path_rate", 0.0, 0.999999),
 )
-# Views per sample each objective takes: (fewest, most); None = no upper limit.
-NUM_VIEWS = {"simclr": (2, 2), "polyview": (2, None), "byol": (2, 2), "mae": (1, 1), "ijepa": (1, 1)}
-RANGES = ("method.target_scale", "method.target_aspect", "method.context_scale")
 
 
 def _valid_keys(schema: Any, dotted: str) -> list[str]:
@@ -350,20 +347,13 @@ def validate(cfg: DictConfig) -> None:
         values = list(OmegaConf.select(cfg, key))
         if not values or min(values) <= 0:
             raise UserError(f"config {key} must be a non-empty list of positive numbers, got {values}")
-    lo, hi = NUM_VIEWS[cfg.method.name]
-    if not lo <= cfg.data.num_views <= (hi or cfg.data.num_views):
-        want = f"{lo}" if lo == hi else f"at least {lo}"
-        hint = "; use method.name=polyview for more" if cfg.method.name == "simclr" else ""
-        raise UserError(
-            f"method.name={cfg.method.name} takes {want} view(s) per image, "
-            f"got data.num_views={cfg.data.num_views}{hint}"
-        )
-    if not 0 < cfg.method.mask_ratio < 1:
-        raise UserError(f"config method.mask_ratio must lie in (0, 1), got {cfg.method.mask_ratio}")
-    for key in RANGES:
-        lo_hi = list(OmegaConf.select(cfg, key))
-        if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
-            raise UserError(f"config {key} must be [low, high] with 0 < low <= high, got {lo_hi}")
+    from .methods import METHODS
+
+    # Each objective owns its keys of the method section: all owners check them (a bad value is
+    # caught whichever objective is chosen), and the chosen one checks the views it takes.
+    for owner in dict.fromkeys(METHODS.values()):
+        owner.check_section(cfg.method)
+    METHODS[cfg.method.name].check_views(cfg)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:

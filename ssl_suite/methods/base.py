@@ -22,6 +22,7 @@ from .. import scaling
 from ..checkpoints import BACKBONE_PREFIX, ENCODERS_KEY
 from ..data import device_views
 from ..ema import EMATarget
+from ..errors import UserError
 from ..models.backbone import build_backbone, check_image_size
 from ..resume import seed_batch
 
@@ -52,6 +53,26 @@ class SSLMethod(pl.LightningModule):
             )
         else:
             rank_zero_info("[data] no labels: the online linear probe is off")
+
+    @classmethod
+    def view_range(cls, name: str) -> tuple[int, int | None]:
+        """(fewest, most) views per image ``method.name`` takes; None: no upper limit."""
+        return (2, 2)
+
+    @classmethod
+    def check_views(cls, cfg: DictConfig) -> None:
+        lo, hi = cls.view_range(cfg.method.name)
+        if not lo <= cfg.data.num_views <= (hi or cfg.data.num_views):
+            want = f"{lo}" if lo == hi else f"at least {lo}"
+            hint = "; use method.name=polyview for more" if cfg.method.name == "simclr" else ""
+            raise UserError(
+                f"method.name={cfg.method.name} takes {want} view(s) per image, "
+                f"got data.num_views={cfg.data.num_views}{hint}"
+            )
+
+    @classmethod
+    def check_section(cls, method_cfg: DictConfig) -> None:
+        """One-line errors for the ``method`` keys this objective owns (none here)."""
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)

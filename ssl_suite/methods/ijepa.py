@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from ..ema import EMATarget
+from ..errors import UserError
 from ..models.backbone import masked_encoder
 from ..models.decoder import SuiteDecoder, decoder_from_config
 from .base import EMATargetMethod
@@ -56,6 +57,19 @@ class Predictor(nn.Module):
 
 
 class IJEPA(EMATargetMethod):
+    RANGES = ("target_scale", "target_aspect", "context_scale")  # [low, high] pairs of the method section
+
+    @classmethod
+    def view_range(cls, name: str) -> tuple[int, int | None]:
+        return (1, 1)  # one image: context and targets are blocks of it
+
+    @classmethod
+    def check_section(cls, method_cfg: DictConfig) -> None:
+        for key in cls.RANGES:
+            lo_hi = list(method_cfg[key])
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+                raise UserError(f"config method.{key} must be [low, high] with 0 < low <= high, got {lo_hi}")
+
     # "We use the target-encoder for evaluation and average pool its output" (Assran et al. 2023,
     # https://arxiv.org/abs/2301.08243, appendix A.1).
     ema_schedule = "linear"

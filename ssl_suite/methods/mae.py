@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
+from ..errors import UserError
 from ..models.backbone import masked_encoder
 from ..models.decoder import decoder_from_config
 from .base import SSLMethod
@@ -45,6 +46,15 @@ def mae_loss(pred: Tensor, images: Tensor, masked: Tensor, patch_size: int, norm
 
 
 class MAE(SSLMethod):
+    @classmethod
+    def view_range(cls, name: str) -> tuple[int, int | None]:
+        return (1, 1)  # one crop + flip per image
+
+    @classmethod
+    def check_section(cls, method_cfg: DictConfig) -> None:
+        if not 0 < method_cfg.mask_ratio < 1:
+            raise UserError(f"config method.mask_ratio must lie in (0, 1), got {method_cfg.mask_ratio}")
+
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
         method_cfg, vit = cfg.method, cast("VisionTransformer", self.backbone)  # MAE needs a timm ViT backbone

@@ -25,6 +25,10 @@ from .base import SSLMethod
 
 
 class Contrastive(SSLMethod):
+    @classmethod
+    def view_range(cls, name: str) -> tuple[int, int | None]:
+        return (2, 2) if name == "simclr" else (2, None)  # poly-view: any M >= 2
+
     def __init__(self, cfg: DictConfig, num_classes: int) -> None:
         super().__init__(cfg, num_classes)
         method_cfg = cfg.method
