@@ -9,6 +9,7 @@ wall time). TensorBoard logs of every run stay under ``<output_dir>/runs``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import statistics
 from collections import defaultdict
@@ -257,8 +258,9 @@ def write_report(output_dir: str | Path) -> Path:
     output_dir = Path(output_dir)
     results = load_results(output_dir)
     header, rows = table(results)
-    with open(output_dir / "report.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+    csv_text = io.StringIO()
+    csv.writer(csv_text).writerows([header, *rows])
+    atomic_write_text(output_dir / "report.csv", csv_text.getvalue())
     plots = _plots(results, output_dir) if results else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -10,25 +10,26 @@ from __future__ import annotations
 import json
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .checkpoints import checkpoint_dir, suite_config
 from .compilation import CompileTimer, compile_in_place, wants_compile
 from .config import to_yaml
 from .data import eval_dataset, has_labels, num_classes, ssl_train_dataset
 from .errors import UserError
+from .files import atomic_write_text
 from .guards import NonFiniteGuard
-from .methods import build_method
+from .methods import SSLMethod, build_method
 from .resume import EpochSampler, ResumeState, SeededItems
 from .sync_bn import globalise_batchnorm
 
@@ -40,22 +41,24 @@ class RunStats(pl.Callback):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def on_train_start(self, trainer, module) -> None:
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.start = time.perf_counter()
         self.before = json.loads(self.path.read_text()).get("train_seconds", 0.0) if self.path.is_file() else 0.0
         self.first_step = trainer.global_step
 
-    def on_train_end(self, trainer, module) -> None:
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        method = cast(SSLMethod, module)  # the suite's modules only
         seconds = time.perf_counter() - self.start
-        samples = trainer.global_step * module.effective_batch_size()
-        session = (trainer.global_step - self.first_step) * module.effective_batch_size()
+        samples = trainer.global_step * method.effective_batch_size()
+        session = (trainer.global_step - self.first_step) * method.effective_batch_size()
         if torch.cuda.is_available() and module.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(module.device) / 2**20
         else:  # ru_maxrss is KiB on Linux
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.path.write_text(
+        atomic_write_text(
+            self.path,
             json.dumps(
                 {
                     "train_seconds": self.before + seconds,
@@ -65,7 +68,7 @@ class RunStats(pl.Callback):
                     "peak_memory_mib": peak,
                 },
                 indent=2,
-            )
+            ),
         )
 
 
@@ -152,7 +155,7 @@ def resume_path(cfg: DictConfig, resume: str | None, overwrite: bool = False) ->
     return str(path)
 
 
-def loader(dataset, cfg: DictConfig, sampler=None) -> DataLoader:
+def loader(dataset: Dataset, cfg: DictConfig, sampler: EpochSampler | None = None) -> DataLoader:
     """Training (with an ``EpochSampler``: resumable order, per-sample seeded augmentation) or
     validation (in order) batches."""
     data_cfg = cfg.data
@@ -173,7 +176,11 @@ def loader(dataset, cfg: DictConfig, sampler=None) -> DataLoader:
 
 
 def pretrain(
-    cfg: DictConfig, resume: str | None = None, callbacks: Sequence = (), overwrite: bool = False, **trainer_overrides
+    cfg: DictConfig,
+    resume: str | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    overwrite: bool = False,
+    **trainer_overrides: Any,
 ) -> Path:
     """Train ``cfg.method`` and return the path of the last checkpoint; ``callbacks`` are
     added to the standard ones (checkpoints, learning-rate monitor, progress bar)."""
@@ -181,22 +188,27 @@ def pretrain(
     pl.seed_everything(cfg.seed, workers=True)
     train_set = ssl_train_dataset(cfg.data)
     val_set = eval_dataset(cfg.data, cfg.data.eval_split) if has_labels(cfg.data) else None
-    if len(train_set) < cfg.data.batch_size:
-        raise UserError(f"training set has {len(train_set)} images, fewer than one batch ({cfg.data.batch_size})")
+    n_train = len(cast(Sized, train_set))
+    if n_train < cfg.data.batch_size:
+        raise UserError(f"training set has {n_train} images, fewer than one batch ({cfg.data.batch_size})")
     method = build_method(cfg, num_classes(train_set))
     trainer = build_trainer(cfg, **trainer_overrides)
     if cfg.trainer.sync_batchnorm and trainer.world_size > 1:
         globalise_batchnorm(method)  # heads' BatchNorm over the global batch (CPU and GPU alike)
-    if wants_compile(cfg.trainer.compile, trainer.strategy.root_device.type):
-        trainer.callbacks.append(CompileTimer(compile_in_place(method)))
-    sampler = EpochSampler(len(train_set), cfg.seed, num_replicas=trainer.world_size, rank=trainer.global_rank)
-    trainer.callbacks.extend([ResumeState(sampler, cfg.data.batch_size), *callbacks])
+    timer = (
+        [CompileTimer(compile_in_place(method))]
+        if wants_compile(cfg.trainer.compile, trainer.strategy.root_device.type)
+        else []
+    )
+    sampler = EpochSampler(n_train, cfg.seed, num_replicas=trainer.world_size, rank=trainer.global_rank)
+    # Trainer.callbacks is set by Lightning's callback connector, invisible to type checkers.
+    trainer.callbacks.extend([*timer, ResumeState(sampler, cfg.data.batch_size), *callbacks])  # type: ignore[attr-defined]
     if trainer.is_global_zero:
         if ckpt is None:  # everything built: only now drop the old run's checkpoints (overwrite)
             for path in checkpoint_dir(cfg).glob("*.ckpt"):
                 path.unlink()
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.output_dir) / "config.yaml").write_text(to_yaml(cfg))
+        atomic_write_text(Path(cfg.output_dir) / "config.yaml", to_yaml(cfg))
     # weights_only: resuming never runs code from a checkpoint file.
     val = loader(val_set, cfg) if val_set is not None else None
     trainer.fit(method, loader(train_set, cfg, sampler), val, ckpt_path=ckpt, weights_only=True)
