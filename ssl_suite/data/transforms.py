@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torchvision.transforms as T
@@ -32,16 +32,8 @@ def ssl_views(
     num_views: int, image_size: int, mean: Sequence[float], std: Sequence[float], recipe: ViewRecipe
 ) -> MultiViewTransform:
     """``num_views`` independently augmented views of one image (lightly's SimCLR view transform)."""
-    view = SimCLRViewTransform(
-        input_size=image_size,
-        cj_prob=recipe.cj_prob,
-        cj_strength=recipe.cj_strength,
-        min_scale=recipe.min_scale,
-        random_gray_scale=recipe.random_gray_scale,
-        gaussian_blur=recipe.gaussian_blur,
-        hf_prob=recipe.hf_prob,
-        normalize=normalize_dict(mean, std),
-    )
+    # The recipe's fields are SimCLRViewTransform's keywords of the same names.
+    view = SimCLRViewTransform(input_size=image_size, normalize=normalize_dict(mean, std), **asdict(recipe))
     return MultiViewTransform([view] * num_views)
 
 
