@@ -11,14 +11,11 @@ from ssl_suite.config import load_config
 from ssl_suite.eval.run import backbone_from
 from ssl_suite.export import export_backbone
 from ssl_suite.train import pretrain
+from tests.conftest import TINY_OBJECTIVES
 
 IJEPA = [
-    "method.name=ijepa",
-    "data.num_views=1",
+    *TINY_OBJECTIVES["ijepa"],
     "model.name=vit_nano_patch4_28_sigmoid",
-    "method.decoder_dim=32",
-    "method.decoder_depth=1",
-    "method.decoder_heads=2",
     "method.momentum_base=0.5",
 ]
 

@@ -16,6 +16,7 @@ from ssl_suite.config import load_config
 from ssl_suite.errors import UserError
 from ssl_suite.methods import Contrastive
 from ssl_suite.train import pretrain
+from tests.conftest import TINY_OBJECTIVES
 
 BASE = [
     "trainer.accelerator=cpu",
@@ -182,12 +183,8 @@ KILL_AT_STEP = textwrap.dedent("""
     [
         ["method.name=byol", "method.proj_hidden_dim=64", "method.pred_hidden_dim=64", "data.augment_on=cpu"],
         [
-            "method.name=ijepa",
-            "data.num_views=1",
+            *TINY_OBJECTIVES["ijepa"],
             "model.name=vit_nano_patch4_28_sigmoid",
-            "method.decoder_dim=32",
-            "method.decoder_depth=1",
-            "method.decoder_heads=2",
             "method.target_scale=[0.1,0.15]",
             "data.augment_on=device",
             "model.drop_path_rate=0.1",

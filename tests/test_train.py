@@ -10,6 +10,7 @@ import torch
 from ssl_suite.config import load_config
 from ssl_suite.recipe import derive
 from ssl_suite.train import pretrain
+from tests.conftest import TINY_OBJECTIVES
 
 QUICK = [
     "trainer.accelerator=cpu",
@@ -109,12 +110,8 @@ def test_ijepa_schedules_warm_up_from_start_lr_and_raise_weight_decay_by_cosine(
         f"data.root={fake_fashion_mnist}",
         f"output_dir={tmp_path}",
         "data.batch_size=16",
-        "method.name=ijepa",
-        "data.num_views=1",
+        *TINY_OBJECTIVES["ijepa"],
         "model.name=vit_nano_patch4_28_sigmoid",
-        "method.decoder_dim=32",
-        "method.decoder_depth=1",
-        "method.decoder_heads=2",
         "trainer.max_epochs=2",
         "optim.lr=1e-3",
         "optim.warmup_start_lr=2e-4",
