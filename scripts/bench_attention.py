@@ -4,7 +4,8 @@ Every number is a ratio to ``F.scaled_dot_product_attention`` measured in the sa
 (timings interleaved rep by rep, median of the per-rep ratios), so a busy machine shifts both
 sides alike. Prints a Markdown table. The timing code is ``flash_sigmoid.check``'s.
 
-    python scripts/bench_attention.py                 # CPU (fp32), and CUDA (fp16, bf16) if present
+    python scripts/bench_attention.py                 # CPU (fp32; bf16 too where the CPU has bf16
+                                                      # instructions), and CUDA (fp16, bf16) if present
     python scripts/bench_attention.py --quick --device cpu
     python scripts/bench_attention.py --device cuda --dtype bf16
 """
@@ -51,7 +52,8 @@ def main():
     print(
         f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.1f}, reps {reps}, "
-        f"cpu block elements {flash_sigmoid.cpu.CHUNK_ELEMENTS} (n <= 256: {flash_sigmoid.cpu.SHORT_BLOCK_ELEMENTS})"
+        f"cpu block elements {flash_sigmoid.cpu.CHUNK_ELEMENTS} (n <= 256: {flash_sigmoid.cpu.SHORT_BLOCK_ELEMENTS}), "
+        f"CPU bf16 matmuls {flash_sigmoid.cpu.NATIVE_BF16}"
         + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else "")
         + "\n"
     )
@@ -61,7 +63,8 @@ def main():
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for device in devices:
-        dtypes = args.dtype.split(",") if args.dtype else (["fp32"] if device == "cpu" else ["fp16", "bf16"])
+        cpu_dtypes = ["fp32", "bf16"] if flash_sigmoid.cpu.NATIVE_BF16 else ["fp32"]
+        dtypes = args.dtype.split(",") if args.dtype else (cpu_dtypes if device == "cpu" else ["fp16", "bf16"])
         shapes = CPU_SHAPES if device == "cpu" else CUDA_SHAPES
         shapes = shapes[:2] if args.quick else shapes
         for dt in dtypes:

@@ -167,6 +167,16 @@ def mae_parts(cfg, vit):
         decoder_depth=m.decoder_depth,
         decoder_num_heads=m.decoder_heads,
     )
+    # the suite's decoder blocks carry the backbone's QK-norm and LayerScale: stock timm Blocks
+    # with the same two options, so both sides run the same model
+    decoder.decoder_blocks = torch.nn.Sequential(
+        *(
+            timm.models.vision_transformer.Block(
+                m.decoder_dim, m.decoder_heads, qkv_bias=True, qk_norm=True, init_values=1e-4
+            )
+            for _ in range(m.decoder_depth)
+        )
+    )
     length = vit.patch_embed.num_patches + 1
 
     def forward(views):
@@ -177,6 +187,8 @@ def mae_parts(cfg, vit):
         decoded = decoder.decode(lightly_utils.set_at_index(full, keep, tokens.type_as(full)))
         pred = decoder.predict(lightly_utils.get_at_index(decoded, mask))
         target = lightly_utils.get_at_index(lightly_utils.patchify(images, patch), mask - 1)
+        if m.norm_pix_loss:  # as the suite's loss
+            target = lightly_utils.normalize_mean_var(target, eps=1e-6)
         return torch.nn.functional.mse_loss(pred, target)
 
     return [encoder, decoder], forward, lambda: None

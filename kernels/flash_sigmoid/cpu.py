@@ -8,7 +8,11 @@ multi-MiB tensors per block would each be page-faulted in again. The elementwise
 with torch.compile (eager if compiling fails). It is opt-in: it works here (gcc), but the first
 call pays ~10-20 s of compiling in every process for a gain measured at only 3-20% (ViT-S/16,
 2 cores, 4M-score blocks; with small blocks its per-call guards made it slower).
-Low-precision inputs are upcast to fp32 once (O(n d)), so every sum accumulates in fp32.
+bf16 inputs stay bf16 where the CPU multiplies bf16 natively (AMX / AVX512-BF16, as oneDNN
+reports): the matmuls run in bf16 with fp32 accumulation inside each product, like the Triton
+kernels' (whose P and dS are rounded to bf16 before their products too), and dK/dV gather
+across row blocks in fp32. Elsewhere, and for fp16, inputs are upcast to fp32 once (O(n d)).
+``FLASH_SIGMOID_CPU_BF16=0`` forces the upcast.
 """
 
 from __future__ import annotations
@@ -31,6 +35,25 @@ from torch import Tensor
 _FIXED_BLOCK = os.environ.get("FLASH_SIGMOID_CPU_BLOCK")
 CHUNK_ELEMENTS = int(_FIXED_BLOCK or 1 << 22)
 SHORT_BLOCK_ELEMENTS = 1 << 18
+
+
+def _native_bf16() -> bool:
+    if os.environ.get("FLASH_SIGMOID_CPU_BF16", "1") == "0":
+        return False
+    try:  # oneDNN's own test for bf16 instructions (private, hence the fallback)
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+NATIVE_BF16 = _native_bf16()
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the blocks compute in for inputs of ``dtype`` (see the module docstring)."""
+    if dtype in (torch.float32, torch.float64) or (dtype == torch.bfloat16 and NATIVE_BF16):
+        return dtype
+    return torch.float32
 
 
 def block_elements(nq: int, nk: int) -> int:
@@ -103,9 +126,8 @@ def _scores(ws: Tensor, hs: slice, rs: slice, nk: int) -> Tensor:
 
 
 def _flat(t: Tensor) -> Tensor:
-    # (B, H, n, d) -> (B*H, n, d); half types computed in fp32, fp32/fp64 as they are
-    t = t.reshape(-1, t.shape[-2], t.shape[-1])
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    # (B, H, n, d) -> (B*H, n, d) in the compute dtype
+    return t.reshape(-1, t.shape[-2], t.shape[-1]).to(compute_dtype(t.dtype))
 
 
 def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: int | None = None) -> Tensor:
@@ -128,24 +150,44 @@ def backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     q3, k3, v3, do3 = _flat(q), _flat(k), _flat(v), _flat(do)
     nq, nk = q3.shape[1], k3.shape[1]
-    # no zero fill: the first block of a head writes dK/dV, later ones accumulate
-    dq, dk, dv = torch.empty_like(q3), torch.empty_like(k3), torch.empty_like(v3)
+    # dK/dV sum over row blocks: in fp32 for bf16 (each block's product lands in ``part`` first)
+    acc = torch.float64 if q3.dtype == torch.float64 else torch.float32
+    dq = torch.empty_like(q3)
+    dk, dv = torch.empty_like(k3, dtype=acc), torch.empty_like(v3, dtype=acc)
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     size = _scores_size(blocks, nk)
     ws_p, ws_dp = q3.new_empty(size), q3.new_empty(size)
+    part = None if acc == q3.dtype else q3.new_empty(_rows_size(blocks) * nk * max(q3.shape[-1], v3.shape[-1]))
     with torch.no_grad():
         for hs, rs in blocks:
             p, dp = _scores(ws_p, hs, rs, nk), _scores(ws_dp, hs, rs, nk)
             q_b, do_b, k_b = q3[hs, rs], do3[hs, rs], k3[hs]
-            beta = 0 if rs.start == 0 else 1
+            first = rs.start == 0  # the first block of a head writes dK/dV, later ones add
             torch.baddbmm(p, q_b, k_b.transpose(1, 2), beta=0, alpha=scale, out=p)
             _sigmoid_(p, bias)
-            dv[hs].baddbmm_(p.transpose(1, 2), do_b, beta=beta)  # dV = P^T dO, before p is reused
+            _gather(dv[hs], p.transpose(1, 2), do_b, 1.0, first, part)  # dV = P^T dO, before p is reused
             torch.bmm(do_b, v3[hs].transpose(1, 2), out=dp)
             _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
             torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
-            dk[hs].baddbmm_(dp.transpose(1, 2), q_b, beta=beta, alpha=scale)
+            _gather(dk[hs], dp.transpose(1, 2), q_b, scale, first, part)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype))
+
+
+def _gather(acc: Tensor, a: Tensor, b: Tensor, alpha: float, first: bool, part: Tensor | None) -> None:
+    """acc (=, or += after the first block) alpha * a @ b; via ``part`` when acc is wider than a."""
+    if part is None:
+        acc.baddbmm_(a, b, beta=0 if first else 1, alpha=alpha)
+        return
+    prod = part[: acc.numel()].view(acc.shape)
+    torch.baddbmm(prod, a, b, beta=0, alpha=alpha, out=prod)
+    if first:
+        acc.copy_(prod)
+    else:
+        acc.add_(prod)
+
+
+def _rows_size(blocks: list[tuple[slice, slice]]) -> int:
+    return max((hs.stop - hs.start for hs, _ in blocks), default=0)
 
 
 def _scores_size(blocks: list[tuple[slice, slice]], nk: int) -> int:

@@ -25,7 +25,11 @@ def _inputs(nq, nk, d, dv, dtype, seed=0):
     return q, k, v, torch.randn(2, 3, nq, dv, generator=gen)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "dtype,native_bf16",
+    [(torch.float32, False), (torch.bfloat16, True), (torch.bfloat16, False)],
+    ids=["fp32", "bf16-matmuls", "bf16-upcast"],
+)
 @pytest.mark.parametrize(
     "nq,nk,d,dv,budget",
     [
@@ -34,7 +38,10 @@ def _inputs(nq, nk, d, dv, dtype, seed=0):
         (1, 1, 80, 80, 1),
     ],
 )
-def test_cpu_matches_reference(monkeypatch, dtype, nq, nk, d, dv, budget):
+def test_cpu_matches_reference(monkeypatch, dtype, native_bf16, nq, nk, d, dv, budget):
+    """bf16 within twice the bf16 reference's own error, both with bf16 matmuls (CPUs with bf16
+    instructions; elsewhere slow but still correct) and upcast to fp32."""
+    monkeypatch.setattr(cpu, "NATIVE_BF16", native_bf16)
     if budget:
         monkeypatch.setattr(cpu, "block_elements", lambda nq, nk: budget)
     q, k, v, g = _inputs(nq, nk, d, dv, dtype)
