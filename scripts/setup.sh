@@ -18,13 +18,16 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.ssl-suite-installed
+# SETUP_EXTRAS: the package's extras to install ("dev": tests and linters; empty: what running
+# needs, as the demo does). A stamp per extras set, so the test script still gets its tools.
+EXTRAS=${SETUP_EXTRAS-dev}
+stamp=.venv/.ssl-suite-installed${EXTRAS:+-$EXTRAS}
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing ssl-suite and its dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   # torch and torchvision first, pinned together so pip never mixes builds.
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" \
     || .venv/bin/python -m pip install -q "torch>=2.4,<2.15" "torchvision>=0.19,<0.30"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
   touch "$stamp"
 fi
