@@ -157,7 +157,7 @@ def backward(
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     size = _scores_size(blocks, nk)
     ws_p, ws_dp = q3.new_empty(size), q3.new_empty(size)
-    part = None if acc == q3.dtype else q3.new_empty(_rows_size(blocks) * nk * max(q3.shape[-1], v3.shape[-1]))
+    part = None if acc == q3.dtype else q3.new_empty(_heads_per_block(blocks) * nk * max(q3.shape[-1], v3.shape[-1]))
     with torch.no_grad():
         for hs, rs in blocks:
             p, dp = _scores(ws_p, hs, rs, nk), _scores(ws_dp, hs, rs, nk)
@@ -186,7 +186,7 @@ def _gather(acc: Tensor, a: Tensor, b: Tensor, alpha: float, first: bool, part: 
         acc.add_(prod)
 
 
-def _rows_size(blocks: list[tuple[slice, slice]]) -> int:
+def _heads_per_block(blocks: list[tuple[slice, slice]]) -> int:
     return max((hs.stop - hs.start for hs, _ in blocks), default=0)
 
 
