@@ -43,6 +43,7 @@ from pytorch_lightning.profilers import SimpleProfiler
 
 from ssl_suite.config import load_config
 from ssl_suite.data import device_views, ssl_train_dataset
+from ssl_suite.models.vit import LAYER_SCALE_INIT
 from ssl_suite.train import loader, pretrain
 
 GRID = ["model.name=vit_nano_patch4_28_sigmoid", "data.augment_on=device", "eval.pooling=avg"]
@@ -123,7 +124,7 @@ def stock_vit(ours) -> torch.nn.Module:
         depth=len(ours.blocks),
         num_heads=ours.blocks[0].attn.num_heads,
         qk_norm=True,
-        init_values=1e-4,
+        init_values=LAYER_SCALE_INIT,
         num_classes=0,
         global_pool=ours.global_pool,
     )
@@ -172,7 +173,7 @@ def mae_parts(cfg, vit):
     decoder.decoder_blocks = torch.nn.Sequential(
         *(
             timm.models.vision_transformer.Block(
-                m.decoder_dim, m.decoder_heads, qkv_bias=True, qk_norm=True, init_values=1e-4
+                m.decoder_dim, m.decoder_heads, qkv_bias=True, qk_norm=True, init_values=LAYER_SCALE_INIT
             )
             for _ in range(m.decoder_depth)
         )

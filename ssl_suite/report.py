@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from .eval.results import top1
 from .files import atomic_write_text
 from .stats import Interval, interval, paired_difference
 
@@ -27,11 +28,8 @@ if TYPE_CHECKING:
 
 # (column, how to read it from a result); None when the probe did not run.
 METRICS: dict[str, Callable[[dict[str, Any]], float | None]] = {
-    "linear top-1": lambda r: r["eval"].get("linear", {}).get("top1"),
-    "kNN top-1": lambda r: (
-        r["eval"].get("knn", {}).get("k=20")
-        or next(iter(r["eval"].get("knn", {}).values()), cast("dict[str, Any]", {}))
-    ).get("top1"),
+    "linear top-1": lambda r: top1(r["eval"], "linear"),
+    "kNN top-1": lambda r: top1(r["eval"], "knn"),  # k = 20 where run, as the eval table
     "5-shot top-1": lambda r: r["eval"].get("fewshot", {}).get("5-shot", {}).get("mean"),
     "worst-group": lambda r: r["eval"].get("fairness", {}).get("worst_group"),
     "ECE (%)": lambda r: (lambda e: None if e is None else 100 * e)(r["eval"].get("calibration", {}).get("ece")),

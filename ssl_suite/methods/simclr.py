@@ -36,7 +36,7 @@ class Contrastive(SSLMethod):
         self.projection_head = SimCLRProjectionHead(
             self.backbone.num_features, method_cfg.proj_hidden_dim, method_cfg.proj_output_dim
         )
-        if method_cfg.name == "simclr":  # 2 views (config.NUM_VIEWS)
+        if method_cfg.name == "simclr":  # 2 views (view_range above)
             self.criterion = NTXentLoss(temperature=method_cfg.temperature, gather_distributed=True)
         else:
             self.criterion = PolyViewLoss(method_cfg.objective, method_cfg.temperature, gather_distributed=True)
