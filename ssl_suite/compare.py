@@ -6,7 +6,9 @@ A grid file::
     output_dir: runs/compare_fmnist
     objectives:                      # name (a method) -> its pretraining config
       simclr: configs/demo.yaml
-      mae: configs/pretrain/mae_vit_nano_fmnist.yaml
+      mae:                           # or its config and its own overrides (after the grid's)
+        config: configs/pretrain/mae_vit_nano_fmnist.yaml
+        overrides: [trainer.max_steps=1380]
     attention: [sigmoid, softmax]
     seeds: [0]
     axes: {optim.lr: [1.0e-3, 2.0e-3]}          # optional: any other override axis
@@ -114,6 +116,16 @@ def _add_baselines(baselines: list[Run], objective: str, attention: str, config:
         )
 
 
+def _objective_entry(path: Path, objective: str, entry: Any) -> tuple[str, list[str]]:
+    """An objective's config and its own overrides: ``name: CONFIG`` or ``name: {config, overrides}``
+    (for budgets that differ per objective, e.g. steps that fill the same minutes)."""
+    if isinstance(entry, str):
+        return entry, []
+    if isinstance(entry, dict) and isinstance(entry.get("config"), str) and set(entry) <= {"config", "overrides"}:
+        return entry["config"], [str(o) for o in entry.get("overrides") or []]
+    raise UserError(f"{path}: objective {objective!r}: expected a config path or {{config: PATH, overrides: [...]}}")
+
+
 def _trained_runs(
     objective: str,
     attention: str,
@@ -177,11 +189,13 @@ def load_grid(path: str | Path) -> Grid:
     runs: list[Run] = []
     baselines: list[Run] = []
     axis_values = list(itertools.product(*axes.values())) if axes else [()]
-    for objective, config in objectives.items():
+    for objective, entry in objectives.items():
+        config, own = _objective_entry(path, objective, entry)
         for attention in attentions:
-            base = [*common, f"method.name={objective}", f"model.attention={attention}"]
+            base = [*common, *own, f"method.name={objective}", f"model.attention={attention}"]
             _add_baselines(baselines, objective, attention, config, base)
-            runs += _trained_runs(objective, attention, config, common, _list(spec, "seeds", [0]), axes, axis_values)
+            seeds = _list(spec, "seeds", [0])
+            runs += _trained_runs(objective, attention, config, [*common, *own], seeds, axes, axis_values)
     grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
     _validate_runs(grid, path)
     return grid

@@ -62,7 +62,11 @@ def _cell(values: list, with_interval: bool) -> str:
     return f"{iv.mean:.2f}" + (f" ± {iv.std:.2f}" if iv.std is not None else "")
 
 
-def _label(r: dict) -> tuple[str, str]:
+def _label(r: dict, by_model: bool) -> tuple[str, str]:
+    """(row, attention); random-init rows name their run when the grid has several backbones,
+    whose floors differ (e.g. ``random-init-vit_nano_patch4_28_sigmoid-sigmoid``)."""
+    if r["floor"] == "random init" and by_model:
+        return (f"random init: {r['name']}", r["attention"])
     return (
         (r["floor"], "" if r["floor"] == "raw pixels" else r["attention"])
         if r["floor"]
@@ -72,11 +76,13 @@ def _label(r: dict) -> tuple[str, str]:
 
 def table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Cells: mean ± std [95% interval] for the compared metrics, mean ± std for the rest."""
+    floors = [(r["name"], r["attention"]) for r in results if r["floor"] == "random init"]
+    by_model = len(floors) > len({attention for _, attention in floors})
     groups = defaultdict(list)
     for r in results:
-        groups[_label(r)].append(r)
+        groups[_label(r, by_model)].append(r)
     header = ["objective", "attention", "runs", *METRICS]
-    order = sorted(groups, key=lambda k: (k[0] in ("random init", "raw pixels"), k))
+    order = sorted(groups, key=lambda k: (k[0].startswith(("random init", "raw pixels")), k))
     rows = [
         [
             obj,

@@ -11,6 +11,7 @@ import pytest
 
 from ssl_suite.cli import main
 from ssl_suite.compare import compare, load_grid
+from ssl_suite.config import load_config
 from ssl_suite.errors import UserError
 
 TOY = [
@@ -77,6 +78,19 @@ def test_grid_completes_reports_every_cell_and_resumes_after_a_kill(fake_fashion
     assert all("skipped" in line for line in logs) and len(logs) == 7  # 4 runs, 2 random-init and 1 pixel baseline
 
 
+def test_an_objective_can_carry_its_own_overrides_after_the_grids(tmp_path):
+    own = "{config: configs/pretrain/byol_vit_nano_fmnist.yaml, overrides: [model.name=vit_nano_patch4_28_sigmoid]}"
+    grid = load_grid(grid_file(tmp_path, tmp_path, objectives=f"{{simclr: configs/demo.yaml, byol: {own}}}"))
+    models = {}
+    for run in grid.runs:
+        cfg = load_config(run.config, run.overrides)
+        models[run.objective] = cfg.model.name
+        assert cfg.trainer.max_steps == 2  # the grid's overrides still apply
+    assert models == {"simclr": "vit_nano_patch7_28_sigmoid", "byol": "vit_nano_patch4_28_sigmoid"}
+    floors = sorted(b.name for b in grid.baselines if b.floor == "random init")
+    assert floors == [f"random-init-vit_nano_patch{p}_28_sigmoid-{a}" for p in (4, 7) for a in ("sigmoid", "softmax")]
+
+
 @pytest.mark.parametrize(
     "extra,match",
     [
@@ -87,6 +101,7 @@ def test_grid_completes_reports_every_cell_and_resumes_after_a_kill(fake_fashion
         ({"attention": "[sigmoid, relu]"}, r"unknown attention 'relu'; valid: sigmoid, softmax"),
         ({"axes": "{optim.name: [adamw, adam]}"}, r"optim.name='adam': expected one of adamw, sgd, lars"),
         ({"probes": "[linear, vibes]"}, r"unknown probe 'vibes'"),
+        ({"objectives": "{simclr: {path: configs/demo.yaml}}"}, r"objective 'simclr': expected a config path or"),
     ],
 )
 def test_bad_grid_values_name_the_valid_ones(tmp_path, extra, match):

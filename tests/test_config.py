@@ -14,15 +14,20 @@ def test_shipped_configs_parse(path):
     load_config(path)
 
 
+# (attentions, seeds, random-init floors) of each shipped grid: 5 objectives in each
+GRID_SHAPES = {"fmnist_cpu": (2, 3, 2), "fmnist_budget": (1, 3, 2), "imagenet_vit_s16": (2, 1, 2)}
+
+
 @pytest.mark.parametrize("path", GRIDS, ids=str)
 def test_shipped_compare_grids_parse_with_every_cell_valid(path):
     from ssl_suite.compare import load_grid
 
     grid = load_grid(path)
-    seeds = len({r.seed for r in grid.runs})
-    assert seeds == (3 if "fmnist" in str(path) else 1)  # the CPU grid runs 3 seeds for its intervals
-    assert len(grid.runs) == 10 * seeds  # 5 objectives x 2 attentions x seeds
-    assert [b.floor for b in grid.baselines] == ["raw pixels", "random init", "random init"]  # 1 model x 2
+    attentions, seeds, floors = GRID_SHAPES[path.stem]
+    assert len({r.seed for r in grid.runs}) == seeds  # the CPU grids run 3 seeds for their intervals
+    assert len(grid.runs) == 5 * attentions * seeds
+    # one random-init floor per (model, attention): fmnist_budget has /7 and /4 backbones, sigmoid only
+    assert [b.floor for b in grid.baselines] == ["raw pixels"] + ["random init"] * floors
 
 
 def test_file_then_overrides_take_precedence(tmp_path):

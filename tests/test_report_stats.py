@@ -82,3 +82,15 @@ def test_report_marks_real_differences_and_noise(tmp_path):
     assert "| simclr | sigmoid | 3 | 82.00 ± 2.00 [" in text  # the cell's own interval
     assert "| raw pixels |  | 1 | 83.00 (n=1) |" in text and "| random init | sigmoid | 1 | 60.00 (n=1) |" in text
     assert (tmp_path / "accuracy_by_objective.png").is_file()
+
+
+def test_each_backbones_random_init_floor_keeps_its_own_row(tmp_path):
+    # two backbones in one grid (/7 for SimCLR, /4 for MAE): two floors, never one averaged row
+    _result(tmp_path, "simclr-sigmoid-seed0", "simclr", "sigmoid", 0, 84.0, 83.0)
+    _result(tmp_path, "mae-sigmoid-seed0", "mae", "sigmoid", 0, 82.0, 78.0)
+    _result(tmp_path, "random-init-p7-sigmoid", "simclr", "sigmoid", 0, 70.0, 23.0, floor="random init")
+    _result(tmp_path, "random-init-p4-sigmoid", "mae", "sigmoid", 0, 55.0, 52.0, floor="random init")
+    text = write_report(tmp_path).read_text()
+    assert "| random init: random-init-p7-sigmoid | sigmoid | 1 | 70.00 (n=1) | 23.00 (n=1) |" in text
+    assert "| random init: random-init-p4-sigmoid | sigmoid | 1 | 55.00 (n=1) | 52.00 (n=1) |" in text
+    assert "| random init | sigmoid |" not in text
