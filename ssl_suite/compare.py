@@ -189,13 +189,14 @@ def load_grid(path: str | Path) -> Grid:
     runs: list[Run] = []
     baselines: list[Run] = []
     axis_values = list(itertools.product(*axes.values())) if axes else [()]
+    seeds = _list(spec, "seeds", [0])
     for objective, entry in objectives.items():
         config, own = _objective_entry(path, objective, entry)
+        shared = [*common, *own]  # the objective's own overrides win over the grid's
         for attention in attentions:
-            base = [*common, *own, f"method.name={objective}", f"model.attention={attention}"]
+            base = [*shared, f"method.name={objective}", f"model.attention={attention}"]
             _add_baselines(baselines, objective, attention, config, base)
-            seeds = _list(spec, "seeds", [0])
-            runs += _trained_runs(objective, attention, config, [*common, *own], seeds, axes, axis_values)
+            runs += _trained_runs(objective, attention, config, shared, seeds, axes, axis_values)
     grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
     _validate_runs(grid, path)
     return grid
