@@ -21,7 +21,9 @@ from ssl_suite.config import load_config
 from ssl_suite.train import pretrain
 from tests.conftest import TINY_OBJECTIVES as OBJECTIVES
 
-pytestmark = pytest.mark.gpu
+# A stuck case fails with its stack (pytest-timeout) instead of eating the lane's time: the
+# first GPU run (H200) spent minutes in one ImageNet config's compiled step.
+pytestmark = [pytest.mark.gpu, pytest.mark.timeout(240)]
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16", "fp32"])

@@ -40,3 +40,16 @@ def test_a_triton_fallback_counts_as_a_failure(monkeypatch):
     assert not row["ok"] and row["note"].startswith("fell back: ")
     assert max(row["kernel"]) < 1e-5  # the blocked path gave the right answer meanwhile
     assert torch.isfinite(torch.tensor(row["kernel"])).all()
+
+
+def test_every_backend_the_check_runs_is_one_the_device_accepts():
+    # The first GPU run of the check stopped here: it asked for the blocked CPU path on CUDA
+    # tensors, which pick_backend refuses. pick_backend reads only ``q.is_cuda``, so a stand-in
+    # for a CUDA tensor proves the CUDA list on a machine without one.
+    class OnCuda:
+        is_cuda = True
+
+    for device, q in (("cuda", OnCuda()), ("cpu", torch.zeros(1))):
+        for backend in check.backends(device):
+            assert flash_sigmoid.pick_backend(q, backend) == backend  # raises on a refused pair
+    assert check.backends("cuda")[1:] == ["triton"] and set(check.methods("cpu")) == {"sdpa", "reference", "cpu"}

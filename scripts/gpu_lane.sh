@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU lane in one command: the CUDA tests, the kernel check and the CUDA halves of the
+# benchmarks, each step time-boxed (T_* seconds) so one slow step cannot starve the rest.
+# Logs go to $LANE_OUT (default runs/gpu_lane), one file per step.
+#   bash scripts/gpu_lane.sh            # on a machine with a CUDA GPU and the package installed
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${LANE_OUT:-runs/gpu_lane}
+py=${PYTHON:-python}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+
+step() {
+  local name=$1 limit=$2 t0=$SECONDS
+  shift 2
+  echo "=== $name (at most ${limit} s): $*"
+  # -k: Lightning traps SIGTERM (to checkpoint on a cluster's pre-emption), so KILL follows
+  timeout -k 10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  tail -n "${TAIL:-60}" "$out/$name.log"
+  echo "=== $name: exit $rc in $((SECONDS - t0)) s"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+"$py" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+# fastest first; the tests compile (trainer.compile=auto is on for CUDA): ~10-40 s per case
+step check "${T_CHECK:-90}" "$py" -m flash_sigmoid.check --device cuda
+step bench_attention "${T_ATTN:-120}" "$py" scripts/bench_attention.py --device cuda --reps 5
+step pytest_gpu "${T_PYTEST:-420}" "$py" -m pytest -m gpu tests/gpu -v -p no:cacheprovider -o addopts=-ra --durations=0
+step bench_train "${T_TRAIN:-180}" "$py" scripts/bench_train.py --cases demo,vit_s16 --device cuda \
+  --precision bf16-mixed --compile
