@@ -26,6 +26,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 # fastest first; the tests compile (trainer.compile=auto is on for CUDA): ~10-40 s per case
 step check "${T_CHECK:-90}" "$py" -m flash_sigmoid.check --device cuda
 step bench_attention "${T_ATTN:-120}" "$py" scripts/bench_attention.py --device cuda --reps 5
+# the opt-in one-op sigmoid (bf16 only): right, and faster? (docs/gpu_h200.md)
+step check_tanh "${T_CHECK:-90}" env FLASH_SIGMOID_TANH=1 "$py" -m flash_sigmoid.check --device cuda
+step bench_attention_tanh "${T_ATTN:-120}" env FLASH_SIGMOID_TANH=1 "$py" scripts/bench_attention.py --device cuda \
+  --dtype bf16 --reps 5
 step pytest_gpu "${T_PYTEST:-420}" "$py" -m pytest -m gpu tests/gpu -v -p no:cacheprovider -o addopts=-ra --durations=0
 step bench_train "${T_TRAIN:-180}" "$py" scripts/bench_train.py --cases demo,vit_s16 --device cuda \
   --precision bf16-mixed --compile

@@ -72,11 +72,17 @@ def _store_tile(ptr, rows, stride, cols, n_rows, n_cols, x):
 
 
 @triton.jit
-def _sigmoid_scores(a, bt, scale2, bias2, PREC: tl.constexpr):
-    # P = sigmoid(a bt * scale + bias) with exp2; scale2/bias2 are pre-multiplied by log2(e).
-    # Unmasked: the caller zeroes the out-of-range rows/columns it must not accumulate.
+def _sigmoid_scores(a, bt, scale2, bias2, PREC: tl.constexpr, TANH: tl.constexpr):
+    # P = sigmoid(a bt * scale + bias). Unmasked: the caller zeroes the out-of-range rows/columns
+    # it must not accumulate. The exp2 form costs two special-function ops per score (ex2, and
+    # the reciprocal inside div.full), the tanh form one: P = 1/2 + tanh(x/2)/2 (score_constants).
     s = tl.dot(a, bt, input_precision=PREC)
-    return 1.0 / (1.0 + tl.exp2(-(s * scale2 + bias2)))
+    if TANH:  # scale2/bias2 are scale/2, bias/2; tanh.approx: max relative error 2^-11 (PTX ISA)
+        t = tl.inline_asm_elementwise(
+            "tanh.approx.f32 $0, $1;", "=f,f", [s * scale2 + bias2], dtype=tl.float32, is_pure=True, pack=1
+        )
+        return 0.5 + 0.5 * t
+    return 1.0 / (1.0 + tl.exp2(-(s * scale2 + bias2)))  # scale2/bias2 pre-multiplied by log2(e)
 
 
 @triton.jit
@@ -84,6 +90,7 @@ def _fwd_kernel(
     Q, K, V, O, scale2, bias2, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, H, NQ, NK,
     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+    TANH: tl.constexpr,
 ):  # fmt: skip
     # One Q tile per program, streaming K/V tiles.
     offs_m, offs_n, offs_d, offs_dv, b, h = _program(H, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV)
@@ -95,7 +102,7 @@ def _fwd_kernel(
         cols = start_n + offs_n
         # K loaded transposed (BLOCK_D, BLOCK_N); out-of-range keys load 0 and are masked in P
         kt, v = _kv_tiles(K, V, cols, skn, svn, offs_d, offs_dv, NK, D, DV, UPCAST, True)
-        p = tl.where(cols[None, :] < NK, _sigmoid_scores(q, kt, scale2, bias2, PREC), 0.0)
+        p = tl.where(cols[None, :] < NK, _sigmoid_scores(q, kt, scale2, bias2, PREC, TANH), 0.0)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
     _store_tile(O + b * sob + h * soh, offs_m, son, offs_dv, NQ, DV, acc)
 
@@ -106,6 +113,7 @@ def _bwd_dkdv_kernel(
     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon, H, NQ, NK,
     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+    TANH: tl.constexpr,
 ):  # fmt: skip
     # One K/V tile per program, streaming all Q/dO tiles; works on transposed scores S^T.
     # dK, dV are written with the strides of K, V (the wrapper allocates them alike).
@@ -121,7 +129,7 @@ def _bwd_dkdv_kernel(
         rows = start_m + offs_m
         q = _load_tile(Q, rows, sqn, offs_d, NQ, D, UPCAST, False)
         do = _load_tile(DO, rows, sdon, offs_dv, NQ, DV, UPCAST, False)
-        pt = _sigmoid_scores(k, tl.trans(q), scale2, bias2, PREC)
+        pt = _sigmoid_scores(k, tl.trans(q), scale2, bias2, PREC, TANH)
         pt = tl.where((offs_n[:, None] < NK) & (rows[None, :] < NQ), pt, 0.0)
         dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PREC)
         dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
@@ -137,6 +145,7 @@ def _bwd_dq_kernel(
     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdon, H, NQ, NK,
     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
+    TANH: tl.constexpr,
 ):  # fmt: skip
     # One Q tile per program, streaming K/V tiles; dQ is written with the strides of Q.
     offs_m, offs_n, offs_d, offs_dv, b, h = _program(H, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV)
@@ -148,7 +157,7 @@ def _bwd_dq_kernel(
     for start_n in range(0, NK, BLOCK_N):
         cols = start_n + offs_n
         k, v = _kv_tiles(K, V, cols, skn, svn, offs_d, offs_dv, NK, D, DV, UPCAST, False)
-        p = _sigmoid_scores(q, tl.trans(k), scale2, bias2, PREC)
+        p = _sigmoid_scores(q, tl.trans(k), scale2, bias2, PREC, TANH)
         dp = tl.dot(do, tl.trans(v), input_precision=PREC)
         ds = tl.where(cols[None, :] < NK, dp * p * (1.0 - p), 0.0)
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
@@ -182,6 +191,26 @@ def block_config(kernel: str, d: int, dtype: torch.dtype) -> dict:
     return dict(BLOCK_M=m, BLOCK_N=n, num_warps=warps, num_stages=stages)
 
 
+def tanh_sigmoid(dtype: torch.dtype) -> bool:
+    """Whether the kernels compute P by the one-instruction tanh form (``FLASH_SIGMOID_TANH=1``).
+
+    Off by default until timed on a GPU: on the H200, the exp2 form left the kernels at 1.7-2.3x
+    SDPA's time at d = 64, where the special-function unit (16 ops per clock per SM against the
+    tensor cores' ~4096 flops) bounds a tile at two ops per score and matches them at one. bf16
+    only: with P ~ 1/n near 1/2 + tanh/2 at tanh ~ -1, tanh.approx's 2^-11 relative error is
+    P's absolute error, which in the worst case fits the check's bf16 rule but not fp16's
+    (tests/kernels/test_tanh_sigmoid.py). The interpreter cannot run inline PTX.
+    """
+    return os.environ.get("FLASH_SIGMOID_TANH") == "1" and dtype == torch.bfloat16 and not interpreted()
+
+
+def score_constants(scale: float, bias: float, tanh: bool) -> tuple[float, float]:
+    """(scale2, bias2) for the kernels' argument x = s * scale2 + bias2: halved for
+    P = 1/2 + tanh(x)/2, times log2(e) for P = 1 / (1 + exp2(-x))."""
+    factor = 0.5 if tanh else LOG2E
+    return scale * factor, bias * factor
+
+
 def _meta(kernel: str, q: Tensor, v: Tensor) -> tuple[dict, dict]:
     d, dv = q.shape[-1], v.shape[-1]
     cfg = block_config(kernel, max(d, dv), q.dtype)
@@ -194,6 +223,7 @@ def _meta(kernel: str, q: Tensor, v: Tensor) -> tuple[dict, dict]:
         BLOCK_DV=max(16, triton.next_power_of_2(dv)),
         UPCAST=interpreted(),
         PREC="tf32" if (tf32 or q.dtype != torch.float32) else "ieee",
+        TANH=tanh_sigmoid(q.dtype),
         **cfg,
     )
     return const, launch
@@ -221,7 +251,8 @@ def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float) -> Tenso
     q, k, v = (_lastdim_contiguous(t) for t in (q, k, v))
     B, H, nq, _ = q.shape
     out = q.new_empty(B, H, nq, v.shape[-1])
-    _launch("fwd", (q, k, v, out), (scale * LOG2E, bias * LOG2E, *_strides(q, k, v, out), H, nq, k.shape[2]), nq)
+    scale2, bias2 = score_constants(scale, bias, tanh_sigmoid(q.dtype))
+    _launch("fwd", (q, k, v, out), (scale2, bias2, *_strides(q, k, v, out), H, nq, k.shape[2]), nq)
     return out
 
 
@@ -232,7 +263,7 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: fl
     do = _lastdim_contiguous(do)
     H, nq, nk = q.shape[1], q.shape[2], k.shape[2]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    args = (scale, scale * LOG2E, bias * LOG2E, *_strides(q, k, v, do), H, nq, nk)
+    args = (scale, *score_constants(scale, bias, tanh_sigmoid(q.dtype)), *_strides(q, k, v, do), H, nq, nk)
     _launch("bwd_dkdv", (q, k, v, do, dk, dv), args, nk, block="BLOCK_N")
     _launch("bwd_dq", (q, k, v, do, dq), args, nq)
     return dq, dk, dv
@@ -243,15 +274,18 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: fl
 _TL = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
-def aot_compile(kernel: str, cc: int, dtype: torch.dtype, d: int):
+def aot_compile(kernel: str, cc: int, dtype: torch.dtype, d: int, tanh: bool | None = None):
     """Compile one kernel for ``sm_<cc>`` as the JIT would specialise it for contiguous
-    (B, H, n, d) tensors (pointers and strides divisible by 16)."""
+    (B, H, n, d) tensors (pointers and strides divisible by 16); ``tanh`` overrides the
+    environment's choice of sigmoid form."""
     fn = KERNELS[kernel]
     if not isinstance(fn, triton.runtime.jit.JITFunction):
         raise RuntimeError("aot_compile needs the kernels decorated without TRITON_INTERPRET=1")
     q = torch.empty(1, 1, 1, d, dtype=dtype, device="meta")
     const, launch = _meta(kernel, q, q)
     const["UPCAST"] = False
+    if tanh is not None:
+        const["TANH"] = tanh
     sig, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in const:
