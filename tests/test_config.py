@@ -14,8 +14,13 @@ def test_shipped_configs_parse(path):
     load_config(path)
 
 
-# (attentions, seeds, random-init floors) of each shipped grid: 5 objectives in each
-GRID_SHAPES = {"fmnist_cpu": (2, 3, 2), "fmnist_budget": (1, 3, 2), "imagenet_vit_s16": (2, 1, 2)}
+# (objectives, attentions, seeds, random-init floors) of each shipped grid
+GRID_SHAPES = {
+    "fmnist_cpu": (5, 2, 3, 2),
+    "fmnist_budget": (5, 1, 3, 2),
+    "fmnist_long": (1, 1, 3, 1),
+    "imagenet_vit_s16": (5, 2, 1, 2),
+}
 
 
 @pytest.mark.parametrize("path", GRIDS, ids=str)
@@ -23,9 +28,9 @@ def test_shipped_compare_grids_parse_with_every_cell_valid(path):
     from ssl_suite.compare import load_grid
 
     grid = load_grid(path)
-    attentions, seeds, floors = GRID_SHAPES[path.stem]
+    objectives, attentions, seeds, floors = GRID_SHAPES[path.stem]
     assert len({r.seed for r in grid.runs}) == seeds  # the CPU grids run 3 seeds for their intervals
-    assert len(grid.runs) == 5 * attentions * seeds
+    assert len(grid.runs) == objectives * attentions * seeds
     # one random-init floor per (model, attention): fmnist_budget has /7 and /4 backbones, sigmoid only
     assert [b.floor for b in grid.baselines] == ["raw pixels"] + ["random init"] * floors
 
