@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 from flash_sigmoid import triton_kernels as tk
+from flash_sigmoid.reference import default_bias
 
 TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 5e-3, torch.float32: 1e-4}  # vs the shipped tiles' outputs
 
@@ -43,13 +44,12 @@ def kernel_call(kernel: str, shape: tuple[int, int, int, int], dtype: torch.dtyp
     B, H, n, d = shape
     gen = torch.Generator(device=device).manual_seed(0)
     q, k, v, do = (torch.randn(B, H, n, d, device=device, dtype=dtype, generator=gen) for _ in range(4))
-    scale, bias = d**-0.5, -float(torch.tensor(n).log())
-    scale2, bias2 = tk.score_constants(scale, bias, tk.tanh_sigmoid(dtype))
+    scale, bias = d**-0.5, default_bias(n)
     if kernel == "fwd":
         outs: tuple[torch.Tensor, ...] = (torch.empty_like(q),)
-        args: tuple = (scale2, bias2, *tk._strides(q, k, v, outs[0]), H, n, n)
+        args = tk.fwd_args(q, k, v, outs[0], scale, bias)
         return lambda: tk._launch("fwd", (q, k, v, *outs), args, n), outs
-    args = (scale, scale2, bias2, *tk._strides(q, k, v, do), H, n, n)
+    args = tk.bwd_args(q, k, v, do, scale, bias)
     if kernel == "bwd_dkdv":
         outs = (torch.empty_like(k), torch.empty_like(v))
         return lambda: tk._launch("bwd_dkdv", (q, k, v, do, *outs), args, n, block="BLOCK_N"), outs

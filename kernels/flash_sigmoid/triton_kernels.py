@@ -247,12 +247,23 @@ def _launch(kernel: str, tensors: tuple[Tensor, ...], args: tuple, n: int, block
     KERNELS[kernel][grid](*tensors, *args, **const, **launch)
 
 
+def fwd_args(q: Tensor, k: Tensor, v: Tensor, out: Tensor, scale: float, bias: float) -> tuple:
+    """The forward kernel's scalar arguments, in its signature's order."""
+    H, nq, nk = q.shape[1], q.shape[2], k.shape[2]
+    return (*score_constants(scale, bias, tanh_sigmoid(q.dtype)), *_strides(q, k, v, out), H, nq, nk)
+
+
+def bwd_args(q: Tensor, k: Tensor, v: Tensor, do: Tensor, scale: float, bias: float) -> tuple:
+    """Both backward kernels' scalar arguments, in their signatures' order."""
+    H, nq, nk = q.shape[1], q.shape[2], k.shape[2]
+    return (scale, *score_constants(scale, bias, tanh_sigmoid(q.dtype)), *_strides(q, k, v, do), H, nq, nk)
+
+
 def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float) -> Tensor:
     q, k, v = (_lastdim_contiguous(t) for t in (q, k, v))
     B, H, nq, _ = q.shape
     out = q.new_empty(B, H, nq, v.shape[-1])
-    scale2, bias2 = score_constants(scale, bias, tanh_sigmoid(q.dtype))
-    _launch("fwd", (q, k, v, out), (scale2, bias2, *_strides(q, k, v, out), H, nq, k.shape[2]), nq)
+    _launch("fwd", (q, k, v, out), fwd_args(q, k, v, out, scale, bias), nq)
     return out
 
 
@@ -261,11 +272,10 @@ def backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: fl
     # copy only for strided views) so the outputs are too, as the registered fake promises
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     do = _lastdim_contiguous(do)
-    H, nq, nk = q.shape[1], q.shape[2], k.shape[2]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    args = (scale, *score_constants(scale, bias, tanh_sigmoid(q.dtype)), *_strides(q, k, v, do), H, nq, nk)
-    _launch("bwd_dkdv", (q, k, v, do, dk, dv), args, nk, block="BLOCK_N")
-    _launch("bwd_dq", (q, k, v, do, dq), args, nq)
+    args = bwd_args(q, k, v, do, scale, bias)
+    _launch("bwd_dkdv", (q, k, v, do, dk, dv), args, k.shape[2], block="BLOCK_N")
+    _launch("bwd_dq", (q, k, v, do, dq), args, q.shape[2])
     return dq, dk, dv
 
 
@@ -343,4 +353,14 @@ def aot_report(archs=(80, 90), dtypes=(torch.float16, torch.bfloat16), dims=(64,
     return rows
 
 
-__all__ = ["forward", "backward", "block_config", "aot_compile", "ptxas_usage", "aot_report", "interpreted"]
+__all__ = [
+    "forward",
+    "backward",
+    "fwd_args",
+    "bwd_args",
+    "block_config",
+    "aot_compile",
+    "ptxas_usage",
+    "aot_report",
+    "interpreted",
+]
