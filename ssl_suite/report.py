@@ -74,10 +74,15 @@ def _label(r: dict, by_model: bool) -> tuple[str, str]:
     )
 
 
+def _floors_by_model(results: list[dict]) -> bool:
+    """Whether the grid has several random-init floors per attention (one per backbone)."""
+    floors = [(r["name"], r["attention"]) for r in results if r["floor"] == "random init"]
+    return len(floors) > len({attention for _, attention in floors})
+
+
 def table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Cells: mean ± std [95% interval] for the compared metrics, mean ± std for the rest."""
-    floors = [(r["name"], r["attention"]) for r in results if r["floor"] == "random init"]
-    by_model = len(floors) > len({attention for _, attention in floors})
+    by_model = _floors_by_model(results)
     groups = defaultdict(list)
     for r in results:
         groups[_label(r, by_model)].append(r)
@@ -184,14 +189,17 @@ def _draw_bars(
 
 
 def _draw_floors(ax: Axes, results: list[dict], metric: str) -> list[float]:
-    """The floors as horizontal lines (solid raw pixels, dashed random init); returns their values."""
+    """The floors as horizontal lines (solid raw pixels, dashed random init), labelled as their
+    table rows for the legend; returns their values."""
     values = []
+    by_model = _floors_by_model(results)
     for r in results:
         if r["floor"] and (v := METRICS[metric](r)) is not None:
             style: dict[str, Any] = (
                 dict(color="black", ls="-") if r["floor"] == "raw pixels" else dict(color="grey", ls="--")
             )
-            ax.axhline(v, lw=0.9, **style)
+            label = " ".join(part for part in _label(r, by_model) if part)
+            ax.axhline(v, lw=0.9, label=label, **style)
             values.append(v)
     return values
 

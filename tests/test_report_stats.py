@@ -94,3 +94,27 @@ def test_each_backbones_random_init_floor_keeps_its_own_row(tmp_path):
     assert "| random init: random-init-p7-sigmoid | sigmoid | 1 | 70.00 (n=1) | 23.00 (n=1) |" in text
     assert "| random init: random-init-p4-sigmoid | sigmoid | 1 | 55.00 (n=1) | 52.00 (n=1) |" in text
     assert "| random init | sigmoid |" not in text
+
+
+def test_plot_names_each_floor_line_as_its_table_row(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssl_suite.report import _draw_floors, load_results
+
+    _result(tmp_path, "simclr-sigmoid-seed0", "simclr", "sigmoid", 0, 84.0, 83.0)
+    _result(tmp_path, "random-init-p7-sigmoid", "simclr", "sigmoid", 0, 70.0, 23.0, floor="random init")
+    _result(tmp_path, "random-init-p4-sigmoid", "mae", "sigmoid", 0, 55.0, 52.0, floor="random init")
+    _result(tmp_path, "raw-pixels", "", "", 0, 82.0, 85.0, floor="raw pixels")
+    fig, ax = plt.subplots()
+    values = _draw_floors(ax, load_results(tmp_path), "kNN top-1")
+    lines = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines()}
+    plt.close(fig)
+    assert sorted(values) == [23.0, 52.0, 85.0]
+    assert lines == {
+        "random init: random-init-p4-sigmoid sigmoid": 52.0,
+        "random init: random-init-p7-sigmoid sigmoid": 23.0,
+        "raw pixels": 85.0,
+    }
