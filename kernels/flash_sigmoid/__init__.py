@@ -70,39 +70,49 @@ def _run(fn: str, backend: str, *args: Any) -> Any:
     return getattr(cpu, fn)(*args)
 
 
+# ``keep`` (CPU path, a call that needs gradients, ViT lengths: ``cpu.keeps_scores``) returns P as a
+# second output for the backward; otherwise that output is empty and the backward recomputes P.
 @torch.library.custom_op("flash_sigmoid::attn_fwd", mutates_args=())
-def _attn_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str) -> Tensor:
-    return _run("forward", backend, q, k, v, scale, bias)
+def _attn_fwd(
+    q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str, keep: bool
+) -> tuple[Tensor, Tensor]:
+    if keep:
+        scores = cpu.new_scores(q, k)
+        return cpu.forward(q, k, v, scale, bias, scores=scores), scores
+    return _run("forward", backend, q, k, v, scale, bias), q.new_empty(0)
 
 
 @_attn_fwd.register_fake
-def _(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str) -> Tensor:
-    return q.new_empty(*q.shape[:-1], v.shape[-1])
+def _(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str, keep: bool) -> tuple[Tensor, Tensor]:
+    return q.new_empty(*q.shape[:-1], v.shape[-1]), cpu.new_scores(q, k) if keep else q.new_empty(0)
 
 
 @torch.library.custom_op("flash_sigmoid::attn_bwd", mutates_args=())
 def _attn_bwd(
-    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scores: Tensor, scale: float, bias: float, backend: str
 ) -> tuple[Tensor, Tensor, Tensor]:
+    if scores.numel():
+        return cpu.backward(do, q, k, v, scale, bias, scores=scores)
     return _run("backward", backend, do, q, k, v, scale, bias)
 
 
 @_attn_bwd.register_fake
 def _(
-    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scores: Tensor, scale: float, bias: float, backend: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)  # contiguous
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    q, k, v, ctx.scale, ctx.bias, ctx.backend = inputs
-    ctx.save_for_backward(q, k, v)  # P is recomputed: nothing of size n^2 is kept
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    q, k, v, ctx.scale, ctx.bias, ctx.backend, _ = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(q, k, v, output[1])  # P (n^2) only where ``keep`` asked for it
 
 
-def _backward(ctx: Any, do: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None]:
-    q, k, v = ctx.saved_tensors
-    dq, dk, dv = _attn_bwd(do, q, k, v, ctx.scale, ctx.bias, ctx.backend)
-    return dq, dk, dv, None, None, None
+def _backward(ctx: Any, do: Tensor, _: Tensor) -> tuple[Tensor | None, ...]:
+    q, k, v, scores = ctx.saved_tensors
+    dq, dk, dv = _attn_bwd(do, q, k, v, scores, ctx.scale, ctx.bias, ctx.backend)
+    return dq, dk, dv, None, None, None, None
 
 
 _attn_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -118,10 +128,12 @@ def autocast_inputs(*tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(t if t.dtype == torch.float64 else t.to(dtype) for t in tensors)
 
 
-def _autocast_fwd(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str) -> Tensor:
+def _autocast_fwd(
+    q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, backend: str, keep: bool
+) -> tuple[Tensor, Tensor]:
     q, k, v = autocast_inputs(q, k, v)
     with torch.autocast(q.device.type, enabled=False):
-        return _attn_fwd(q, k, v, scale, bias, backend)
+        return _attn_fwd(q, k, v, scale, bias, backend, keep)
 
 
 # Autocast rules for the op itself (direct calls, torch.compile graphs). Not
@@ -163,4 +175,6 @@ def sigmoid_attention(
     if backend == "reference":
         return reference.sigmoid_attention(q, k, v, bias=bias, scale=scale)
     bias, scale = resolve(q, k, bias, scale)
-    return _attn_fwd(q, k, v, scale, bias, backend)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    keep = backend == "cpu" and needs_grad and cpu.keeps_scores(q.shape[-2], k.shape[-2])
+    return _attn_fwd(q, k, v, scale, bias, backend, keep)[0]

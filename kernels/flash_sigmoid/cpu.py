@@ -1,8 +1,11 @@
 """Sigmoid attention for CPUs: blocked over (heads, queries), O(n * chunk) memory.
 
-No score matrix outlives its block: the forward computes sigmoid(q k^T * scale + b) v one block
-of rows at a time and the backward recomputes each block's P from q and k, so only q, k, v are
-saved. Blocks hold about ``block_elements(nq, nk)`` scores and reuse one workspace per call: fresh
+The forward computes sigmoid(q k^T * scale + b) v one block of rows at a time and the backward
+recomputes each block's P from q and k, so only q, k, v are saved: memory grows with n, not n^2.
+At ViT lengths (n <= 256, ``keeps_scores``) a training call instead writes P into one tensor the
+backward reuses, skipping one of its five matrix products and a sigmoid pass, for about as much
+memory as the block's MLP activations (+20% at ViT-S/16; ``FLASH_SIGMOID_CPU_KEEP_P=0`` turns it off).
+Blocks hold about ``block_elements(nq, nk)`` scores and reuse one workspace per call: fresh
 multi-MiB tensors per block would each be page-faulted in again. The elementwise steps
 (bias + sigmoid, dS = dP * P * (1 - P)) run in place. ``FLASH_SIGMOID_COMPILE=1`` fuses them
 with torch.compile (eager if compiling fails). It is opt-in: it works here (gcc), but the first
@@ -56,6 +59,19 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32
 
 
+KEEP_SCORES = os.environ.get("FLASH_SIGMOID_CPU_KEEP_P", "1") != "0"
+
+
+def keeps_scores(nq: int, nk: int) -> bool:
+    """Whether a call that needs gradients saves P for the backward (ViT lengths; see above)."""
+    return KEEP_SCORES and nq * nk <= SHORT_BLOCK_ELEMENTS // 4
+
+
+def new_scores(q: Tensor, k: Tensor) -> Tensor:
+    """An uninitialised (B*H, Nq, Nk) tensor in the compute dtype, for ``forward(..., scores=)``."""
+    return q.new_empty(q.shape[0] * q.shape[1], q.shape[2], k.shape[2], dtype=compute_dtype(q.dtype))
+
+
 def block_elements(nq: int, nk: int) -> int:
     """Scores per block for this shape (see above)."""
     if _FIXED_BLOCK is None and nq * nk <= SHORT_BLOCK_ELEMENTS // 4:
@@ -71,6 +87,12 @@ def _dsigmoid_eager(dp: Tensor, p: Tensor) -> None:
     # dp <- dP * P * (1 - P); p is clobbered (P (1 - P))
     p.addcmul_(p, p, value=-1.0)
     dp.mul_(p)
+
+
+def _dsigmoid_keep_eager(dp: Tensor, p: Tensor) -> None:
+    # dp <- dP * P - (dP * P) * P = dP * P * (1 - P), p unchanged
+    dp.mul_(p)
+    dp.addcmul_(dp, p, value=-1.0)
 
 
 def _sigmoid_fused(s: Tensor, bias: float) -> None:
@@ -108,6 +130,7 @@ class _Compiled:
 
 _sigmoid_ = _Compiled(_sigmoid_fused, _sigmoid_eager)
 _dsigmoid_ = _Compiled(_dsigmoid_fused, _dsigmoid_eager)
+_dsigmoid_keep_ = _Compiled(_dsigmoid_fused, _dsigmoid_keep_eager)
 
 
 def _blocks(bh: int, nq: int, nk: int, budget: int) -> list[tuple[slice, slice]]:
@@ -130,15 +153,24 @@ def _flat(t: Tensor) -> Tensor:
     return t.reshape(-1, t.shape[-2], t.shape[-1]).to(compute_dtype(t.dtype))
 
 
-def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: int | None = None) -> Tensor:
+def forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    scale: float,
+    bias: float,
+    budget: int | None = None,
+    scores: Tensor | None = None,
+) -> Tensor:
+    """out; with ``scores`` (from ``new_scores``) P is left there for ``backward``."""
     q3, k3, v3 = _flat(q), _flat(k), _flat(v)
     nq, nk = q3.shape[1], k3.shape[1]
     out = q3.new_empty(q3.shape[0], nq, v3.shape[-1])
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
-    ws = q3.new_empty(_scores_size(blocks, nk))
+    ws = q3.new_empty(0 if scores is not None else _scores_size(blocks, nk))
     with torch.no_grad():
         for hs, rs in blocks:
-            s = _scores(ws, hs, rs, nk)
+            s = scores[hs, rs] if scores is not None else _scores(ws, hs, rs, nk)
             torch.baddbmm(s, q3[hs, rs], k3[hs].transpose(1, 2), beta=0, alpha=scale, out=s)
             _sigmoid_(s, bias)
             torch.bmm(s, v3[hs], out=out[hs, rs])
@@ -146,8 +178,17 @@ def forward(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: 
 
 
 def backward(
-    do: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: float, bias: float, budget: int | None = None
+    do: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    scale: float,
+    bias: float,
+    budget: int | None = None,
+    scores: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """dq, dk, dv; P is read from ``scores`` (the forward's, left unchanged) when given, else
+    recomputed block by block."""
     q3, k3, v3, do3 = _flat(q), _flat(k), _flat(v), _flat(do)
     nq, nk = q3.shape[1], k3.shape[1]
     # dK/dV sum over row blocks: in fp32 for bf16 (each block's product lands in ``part`` first)
@@ -156,18 +197,25 @@ def backward(
     dk, dv = torch.empty_like(k3, dtype=acc), torch.empty_like(v3, dtype=acc)
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     size = _scores_size(blocks, nk)
-    ws_p, ws_dp = q3.new_empty(size), q3.new_empty(size)
+    ws_p, ws_dp = q3.new_empty(0 if scores is not None else size), q3.new_empty(size)
     part = None if acc == q3.dtype else q3.new_empty(_heads_per_block(blocks) * nk * max(q3.shape[-1], v3.shape[-1]))
     with torch.no_grad():
         for hs, rs in blocks:
-            p, dp = _scores(ws_p, hs, rs, nk), _scores(ws_dp, hs, rs, nk)
+            dp = _scores(ws_dp, hs, rs, nk)
             q_b, do_b, k_b = q3[hs, rs], do3[hs, rs], k3[hs]
             first = rs.start == 0  # the first block of a head writes dK/dV, later ones add
-            torch.baddbmm(p, q_b, k_b.transpose(1, 2), beta=0, alpha=scale, out=p)
-            _sigmoid_(p, bias)
+            if scores is not None:
+                p = scores[hs, rs]
+            else:
+                p = _scores(ws_p, hs, rs, nk)
+                torch.baddbmm(p, q_b, k_b.transpose(1, 2), beta=0, alpha=scale, out=p)
+                _sigmoid_(p, bias)
             _gather(dv[hs], p.transpose(1, 2), do_b, 1.0, first, part)  # dV = P^T dO, before p is reused
             torch.bmm(do_b, v3[hs].transpose(1, 2), out=dp)
-            _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
+            if scores is not None:
+                _dsigmoid_keep_(dp, p)  # the saved P stays intact (a retained graph reuses it)
+            else:
+                _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
             torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
             _gather(dk[hs], dp.transpose(1, 2), q_b, scale, first, part)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype))

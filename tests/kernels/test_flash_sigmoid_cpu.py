@@ -25,6 +25,7 @@ def _inputs(nq, nk, d, dv, dtype, seed=0):
     return q, k, v, torch.randn(2, 3, nq, dv, generator=gen)
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["P-kept", "P-recomputed"])
 @pytest.mark.parametrize(
     "dtype,native_bf16",
     [(torch.float32, False), (torch.bfloat16, True), (torch.bfloat16, False)],
@@ -38,10 +39,12 @@ def _inputs(nq, nk, d, dv, dtype, seed=0):
         (1, 1, 80, 80, 1),
     ],
 )
-def test_cpu_matches_reference(monkeypatch, dtype, native_bf16, nq, nk, d, dv, budget):
+def test_cpu_matches_reference(monkeypatch, dtype, native_bf16, nq, nk, d, dv, budget, keep):
     """bf16 within twice the bf16 reference's own error, both with bf16 matmuls (CPUs with bf16
-    instructions; elsewhere slow but still correct) and upcast to fp32."""
+    instructions; elsewhere slow but still correct) and upcast to fp32; with P saved by the
+    forward (ViT lengths) and recomputed by the backward."""
     monkeypatch.setattr(cpu, "NATIVE_BF16", native_bf16)
+    monkeypatch.setattr(cpu, "KEEP_SCORES", keep)
     if budget:
         monkeypatch.setattr(cpu, "block_elements", lambda nq, nk: budget)
     q, k, v, g = _inputs(nq, nk, d, dv, dtype)
@@ -99,18 +102,47 @@ def test_torch_compile_same_values_and_grads(backend):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_custom_op_registrations():
+@pytest.mark.parametrize("keep", [True, False])
+def test_custom_op_registrations(keep):
     q, k, v, _ = _inputs(9, 11, 8, 8, torch.float32)
-    torch.library.opcheck(torch.ops.flash_sigmoid.attn_fwd.default, (q, k, v, 0.3, -2.0, "cpu"))
-
-
-def test_autograd_saves_only_qkv():
-    q, k, v, _ = _inputs(64, 64, 16, 16, torch.float32)
     q, k, v = (t.requires_grad_() for t in (q, k, v))
+    torch.library.opcheck(torch.ops.flash_sigmoid.attn_fwd.default, (q, k, v, 0.3, -2.0, "cpu", keep))
+
+
+def _saved_shapes(q, k, v):
+    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
         flash_sigmoid.sigmoid_attention(q, k, v).sum().backward()
-    assert sorted(saved) == sorted([q.shape, k.shape, v.shape])
+    return sorted(saved)
+
+
+def test_autograd_saves_p_at_vit_lengths_and_only_qkv_beyond(monkeypatch):
+    q, k, v, _ = _inputs(64, 80, 16, 16, torch.float32)  # 64 x 80 scores per head: kept
+    qkv = sorted([tuple(q.shape), tuple(k.shape), tuple(v.shape)])
+    assert _saved_shapes(q, k, v) == sorted([*qkv, (6, 64, 80)])
+    q, k, v, _ = _inputs(300, 300, 8, 8, torch.float32)  # beyond 256 x 256: memory O(n)
+    assert _saved_shapes(q, k, v) == sorted([tuple(q.shape), tuple(k.shape), tuple(v.shape), (0,)])
+    monkeypatch.setattr(cpu, "KEEP_SCORES", False)  # FLASH_SIGMOID_CPU_KEEP_P=0
+    q, k, v, _ = _inputs(64, 80, 16, 16, torch.float32)
+    assert _saved_shapes(q, k, v) == sorted([*qkv, (0,)])
+
+
+def test_kept_p_survives_a_retained_graph_and_is_not_made_without_grad(monkeypatch):
+    # the backward must leave the saved P intact: a second backward through the same graph
+    # (retain_graph) gives the same gradients
+    q, k, v, g = (t.requires_grad_() for t in _inputs(17, 17, 8, 8, torch.float32))
+    out = flash_sigmoid.sigmoid_attention(q, k, v)
+    first = torch.autograd.grad(out, (q, k, v), g, retain_graph=True)
+    second = torch.autograd.grad(out, (q, k, v), g)
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    calls = []
+    monkeypatch.setattr(cpu, "new_scores", lambda *a: calls.append(a) or torch.empty(0))
+    with torch.no_grad():
+        flash_sigmoid.sigmoid_attention(q, k, v)
+    flash_sigmoid.sigmoid_attention(q.detach(), k.detach(), v.detach())
+    assert calls == []  # inference never allocates the n^2 tensor
 
 
 MEMORY_SCRIPT = r"""

@@ -119,7 +119,7 @@ def test_mixed_dtypes_outside_autocast_stay_one_error():
 def test_the_custom_op_casts_to_the_active_autocast_dtype(dtype):
     q, k, v = torch.randn(3, 1, 2, 5, 8).unbind(0)
     with torch.autocast("cpu", dtype=dtype):
-        out = torch.ops.flash_sigmoid.attn_fwd(q, k, v.bfloat16(), 0.35, -1.6, "cpu")
+        out, _ = torch.ops.flash_sigmoid.attn_fwd(q, k, v.bfloat16(), 0.35, -1.6, "cpu", False)
     assert out.dtype == dtype
     expected = flash_sigmoid.reference.sigmoid_attention(
         q.to(dtype).double(), k.to(dtype).double(), v.to(dtype).double(), bias=-1.6, scale=0.35
