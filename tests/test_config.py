@@ -29,7 +29,8 @@ def test_shipped_compare_grids_parse_with_every_cell_valid(path):
 
     grid = load_grid(path)
     objectives, attentions, seeds, floors = GRID_SHAPES[path.stem]
-    assert len({r.seed for r in grid.runs}) == seeds  # the CPU grids run 3 seeds for their intervals (5 where 3 left a gap inside the noise)
+    # the CPU grids run 3 seeds for their intervals (5 where 3 left a gap inside the noise)
+    assert len({r.seed for r in grid.runs}) == seeds
     assert len(grid.runs) == objectives * attentions * seeds
     # one random-init floor per (model, attention): fmnist_budget has /7 and /4 backbones, sigmoid only
     assert [b.floor for b in grid.baselines] == ["raw pixels"] + ["random init"] * floors
