@@ -62,9 +62,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 KEEP_SCORES = os.environ.get("FLASH_SIGMOID_CPU_KEEP_P", "1") != "0"
 
 
+def _short(nq: int, nk: int) -> bool:
+    """ViT lengths: a head's scores fit a quarter of a short block (n <= 256)."""
+    return nq * nk <= SHORT_BLOCK_ELEMENTS // 4
+
+
 def keeps_scores(nq: int, nk: int) -> bool:
     """Whether a call that needs gradients saves P for the backward (ViT lengths; see above)."""
-    return KEEP_SCORES and nq * nk <= SHORT_BLOCK_ELEMENTS // 4
+    return KEEP_SCORES and _short(nq, nk)
 
 
 def new_scores(q: Tensor, k: Tensor) -> Tensor:
@@ -74,7 +79,7 @@ def new_scores(q: Tensor, k: Tensor) -> Tensor:
 
 def block_elements(nq: int, nk: int) -> int:
     """Scores per block for this shape (see above)."""
-    if _FIXED_BLOCK is None and nq * nk <= SHORT_BLOCK_ELEMENTS // 4:
+    if _FIXED_BLOCK is None and _short(nq, nk):
         return SHORT_BLOCK_ELEMENTS
     return CHUNK_ELEMENTS
 
