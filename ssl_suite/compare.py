@@ -9,6 +9,7 @@ A grid file::
       mae:                           # or its config and its own overrides (after the grid's)
         config: configs/pretrain/mae_vit_nano_fmnist.yaml
         overrides: [trainer.max_steps=1380]
+        seeds: [0]                   # and its own seeds (instead of the grid's)
     attention: [sigmoid, softmax]
     seeds: [0]
     axes: {optim.lr: [1.0e-3, 2.0e-3]}          # optional: any other override axis
@@ -116,14 +117,28 @@ def _add_baselines(baselines: list[Run], objective: str, attention: str, config:
         )
 
 
-def _objective_entry(path: Path, objective: str, entry: Any) -> tuple[str, list[str]]:
-    """An objective's config and its own overrides: ``name: CONFIG`` or ``name: {config, overrides}``
-    (for budgets that differ per objective, e.g. steps that fill the same minutes)."""
+def _objective_entry(path: Path, objective: str, entry: Any) -> tuple[str, list[str], list[int] | None]:
+    """An objective's config, its own overrides and its own seeds (None: the grid's): ``name: CONFIG`` or
+    ``name: {config, overrides, seeds}`` (for budgets that differ per objective, e.g. steps that fill the
+    same minutes, or one seed of an expensive objective beside several of another)."""
     if isinstance(entry, str):
-        return entry, []
-    if isinstance(entry, dict) and isinstance(entry.get("config"), str) and set(entry) <= {"config", "overrides"}:
-        return entry["config"], [str(o) for o in entry.get("overrides") or []]
-    raise UserError(f"{path}: objective {objective!r}: expected a config path or {{config: PATH, overrides: [...]}}")
+        return entry, [], None
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("config"), str)
+        and set(entry) <= {"config", "overrides", "seeds"}
+    ):
+        seeds = entry.get("seeds")
+        if seeds is not None and not (
+            isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        ):
+            raise UserError(
+                f"{path}: objective {objective!r}: seeds must be a non-empty list of integers, got {seeds!r}"
+            )
+        return entry["config"], [str(o) for o in entry.get("overrides") or []], seeds
+    raise UserError(
+        f"{path}: objective {objective!r}: expected a config path or {{config: PATH, overrides: [...], seeds: [...]}}"
+    )
 
 
 def _trained_runs(
@@ -191,12 +206,12 @@ def load_grid(path: str | Path) -> Grid:
     axis_values = list(itertools.product(*axes.values())) if axes else [()]
     seeds = _list(spec, "seeds", [0])
     for objective, entry in objectives.items():
-        config, own = _objective_entry(path, objective, entry)
+        config, own, own_seeds = _objective_entry(path, objective, entry)
         shared = [*common, *own]  # the objective's own overrides win over the grid's
         for attention in attentions:
             base = [*shared, f"method.name={objective}", f"model.attention={attention}"]
             _add_baselines(baselines, objective, attention, config, base)
-            runs += _trained_runs(objective, attention, config, shared, seeds, axes, axis_values)
+            runs += _trained_runs(objective, attention, config, shared, own_seeds or seeds, axes, axis_values)
     grid = Grid(out, runs, baselines, probes, _list(spec, "eval_overrides", []), float(spec.get("min_free_gib", 1.0)))
     _validate_runs(grid, path)
     return grid

@@ -91,6 +91,23 @@ def test_an_objective_can_carry_its_own_overrides_after_the_grids(tmp_path):
     assert floors == [f"random-init-vit_nano_patch{p}_28_sigmoid-{a}" for p in (4, 7) for a in ("sigmoid", "softmax")]
 
 
+def test_an_objective_can_carry_its_own_seeds_instead_of_the_grids(tmp_path):
+    # e.g. five seeds of SimCLR for an interval beside one seed of each costlier objective
+    own = "{config: configs/pretrain/byol_vit_nano_fmnist.yaml, seeds: [7]}"
+    grid = load_grid(grid_file(tmp_path, tmp_path, objectives=f"{{simclr: configs/demo.yaml, byol: {own}}}"))
+    seeds = {(r.objective, r.attention): [] for r in grid.runs}
+    for run in grid.runs:
+        seeds[run.objective, run.attention].append(run.seed)
+        assert f"seed={run.seed}" in run.overrides
+    assert seeds == {
+        ("simclr", "sigmoid"): [0],
+        ("simclr", "softmax"): [0],
+        ("byol", "sigmoid"): [7],
+        ("byol", "softmax"): [7],
+    }
+    assert [r.name for r in grid.runs if r.objective == "byol"] == ["byol-sigmoid-seed7", "byol-softmax-seed7"]
+
+
 @pytest.mark.parametrize(
     "extra,match",
     [
@@ -102,6 +119,10 @@ def test_an_objective_can_carry_its_own_overrides_after_the_grids(tmp_path):
         ({"axes": "{optim.name: [adamw, adam]}"}, r"optim.name='adam': expected one of adamw, sgd, lars"),
         ({"probes": "[linear, vibes]"}, r"unknown probe 'vibes'"),
         ({"objectives": "{simclr: {path: configs/demo.yaml}}"}, r"objective 'simclr': expected a config path or"),
+        (
+            {"objectives": "{simclr: {config: configs/demo.yaml, seeds: [0, x]}}"},
+            r"objective 'simclr': seeds must be a non-empty list of integers, got \[0, 'x'\]",
+        ),
     ],
 )
 def test_bad_grid_values_name_the_valid_ones(tmp_path, extra, match):

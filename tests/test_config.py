@@ -14,12 +14,13 @@ def test_shipped_configs_parse(path):
     load_config(path)
 
 
-# (objectives, attentions, seeds, random-init floors) of each shipped grid
+# objectives, attentions, seeds per objective (the grid's, or each objective's own), random-init floors
+OBJECTIVES = ("simclr", "polyview", "byol", "mae", "ijepa")
 GRID_SHAPES = {
-    "fmnist_cpu": (5, 2, 3, 2),
-    "fmnist_budget": (5, 1, 3, 2),
-    "fmnist_long": (1, 1, 5, 1),
-    "imagenet_vit_s16": (5, 2, 1, 2),
+    "fmnist_cpu": (5, 2, {o: 3 for o in OBJECTIVES}, 2),
+    "fmnist_budget": (5, 1, {o: 3 for o in OBJECTIVES}, 2),
+    "fmnist_long": (5, 1, {"simclr": 5, "polyview": 1, "byol": 1, "mae": 1, "ijepa": 1}, 2),
+    "imagenet_vit_s16": (5, 2, {o: 1 for o in OBJECTIVES}, 2),
 }
 
 
@@ -30,9 +31,10 @@ def test_shipped_compare_grids_parse_with_every_cell_valid(path):
     grid = load_grid(path)
     objectives, attentions, seeds, floors = GRID_SHAPES[path.stem]
     # the CPU grids run 3 seeds for their intervals (5 where 3 left a gap inside the noise)
-    assert len({r.seed for r in grid.runs}) == seeds
-    assert len(grid.runs) == objectives * attentions * seeds
-    # one random-init floor per (model, attention): fmnist_budget has /7 and /4 backbones, sigmoid only
+    assert {o: len({r.seed for r in grid.runs if r.objective == o}) for o in seeds} == seeds
+    assert len({r.objective for r in grid.runs}) == objectives
+    assert len(grid.runs) == attentions * sum(seeds.values())
+    # one random-init floor per (model, attention): the Fashion-MNIST grids have /7 and /4 backbones
     assert [b.floor for b in grid.baselines] == ["raw pixels"] + ["random init"] * floors
 
 
