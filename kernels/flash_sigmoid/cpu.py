@@ -89,13 +89,8 @@ def _sigmoid_eager(s: Tensor, bias: float) -> None:
 
 
 def _dsigmoid_eager(dp: Tensor, p: Tensor) -> None:
-    # dp <- dP * P * (1 - P); p is clobbered (P (1 - P))
-    p.addcmul_(p, p, value=-1.0)
-    dp.mul_(p)
-
-
-def _dsigmoid_keep_eager(dp: Tensor, p: Tensor) -> None:
-    # dp <- dP * P - (dP * P) * P = dP * P * (1 - P), p unchanged
+    # dp <- dP * P - (dP * P) * P = dP * P * (1 - P), p unchanged (a saved P is read again by a
+    # retained graph); two in-place passes, as many as forming P (1 - P) in p first would take
     dp.mul_(p)
     dp.addcmul_(dp, p, value=-1.0)
 
@@ -135,7 +130,6 @@ class _Compiled:
 
 _sigmoid_ = _Compiled(_sigmoid_fused, _sigmoid_eager)
 _dsigmoid_ = _Compiled(_dsigmoid_fused, _dsigmoid_eager)
-_dsigmoid_keep_ = _Compiled(_dsigmoid_fused, _dsigmoid_keep_eager)
 
 
 def _blocks(bh: int, nq: int, nk: int, budget: int) -> list[tuple[slice, slice]]:
@@ -217,10 +211,7 @@ def backward(
                 _sigmoid_(p, bias)
             _gather(dv[hs], p.transpose(1, 2), do_b, 1.0, first, part)  # dV = P^T dO, before p is reused
             torch.bmm(do_b, v3[hs].transpose(1, 2), out=dp)
-            if scores is not None:
-                _dsigmoid_keep_(dp, p)  # the saved P stays intact (a retained graph reuses it)
-            else:
-                _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
+            _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
             torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
             _gather(dk[hs], dp.transpose(1, 2), q_b, scale, first, part)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype))
