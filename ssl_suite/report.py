@@ -1,9 +1,9 @@
 """The comparison report: one row per objective x attention (mean ± std and the 95% t-interval
 over seeds), the floors (raw pixels, random init), the sigmoid-minus-softmax difference per
-objective paired by seed and each cell minus raw pixels, with intervals, the differences whose
-interval excludes 0 marked; Markdown + CSV, and PNG plots (accuracy by objective with 95% error
-bars and the floors as lines, training loss with one panel per objective, accuracy against
-wall time). TensorBoard logs of every run stay under ``<output_dir>/runs``.
+objective paired by seed and each cell minus raw pixels and minus its own backbone at random
+init, with intervals, the differences whose interval excludes 0 marked; Markdown + CSV, and PNG
+plots (accuracy by objective with 95% error bars and the floors as lines, training loss with one
+panel per objective, accuracy against wall time). TensorBoard logs of every run stay under ``<output_dir>/runs``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+from omegaconf import OmegaConf
 
 from .eval.results import top1
 from .files import atomic_write_text
@@ -46,8 +48,22 @@ def load_results(output_dir: Path) -> list[dict]:
         # grids from before the pixel floor have only random-init baseline cells
         result["floor"] = result.get("floor") or ("random init" if result["baseline"] else None)
         result["eval"] = result["eval"].get(result["floor"] or "pretrained", {})
+        result["model"] = _model(result, path.parent)
         rows.append(result)
     return rows
+
+
+def _model(result: dict, run_dir: Path) -> str | None:
+    """The backbone of a run, to pair a trained cell with its random-init floor: a pretrained run's
+    resolved config.yaml, or a floor's name (``random-init-<model>-<attention>``, as compare names it)."""
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        return str(OmegaConf.load(config).model.name)
+    prefix, suffix = "random-init-", f"-{result['attention']}"
+    name = str(result["name"])
+    if result["floor"] == "random init" and name.startswith(prefix) and name.endswith(suffix):
+        return name[len(prefix) : -len(suffix)]
+    return None
 
 
 COMPARED = ("linear top-1", "kNN top-1")  # the metrics with paired differences
@@ -110,14 +126,21 @@ def by_seed(results: list[dict], objective: str, attention: str, metric: str) ->
     return {seed: statistics.fmean(v) for seed, v in values.items()}
 
 
+def _vs_floor(cell: dict, floor: float) -> Interval:
+    # every seed of the cell pairs with the one floor value: the interval is never None
+    return cast(Interval, paired_difference(cell, dict.fromkeys(cell, floor)))
+
+
 def differences(results: list[dict]) -> list[tuple[str, str, str, Interval]]:
-    """(what, objective, metric, interval): sigmoid - softmax paired by seed, and every cell
-    minus raw pixels (the floor is one deterministic number)."""
+    """(what, objective, metric, interval): sigmoid - softmax paired by seed, every cell minus raw
+    pixels (one deterministic number), and every cell minus its backbone at random init (one
+    network, seed 0: the interval holds the trained seeds' spread, not the floor's)."""
     out = []
     trained = [r for r in results if not r["floor"]]
     objectives = sorted({r["objective"] for r in trained})
     attentions = sorted({r["attention"] for r in trained})
     pixels = next((r for r in results if r["floor"] == "raw pixels"), None)
+    random_init = {(r["model"], r["attention"]): r for r in results if r["floor"] == "random init"}
     for metric in COMPARED:
         for obj in objectives:
             if {"sigmoid", "softmax"} <= set(attentions):
@@ -130,9 +153,12 @@ def differences(results: list[dict]) -> list[tuple[str, str, str, Interval]]:
             for att in attentions:
                 cell = by_seed(results, obj, att, metric)
                 if floor is not None and cell:
-                    # every seed of the cell pairs with the floor: the interval is never None
-                    vs_floor = cast(Interval, paired_difference(cell, dict.fromkeys(cell, floor)))
-                    out.append((f"{att} - raw pixels", obj, metric, vs_floor))
+                    out.append((f"{att} - raw pixels", obj, metric, _vs_floor(cell, floor)))
+                models = {r["model"] for r in trained if r["objective"] == obj and r["attention"] == att}
+                init = random_init.get((models.pop(), att)) if len(models) == 1 else None
+                init_value = METRICS[metric](init) if init else None
+                if init_value is not None and cell:
+                    out.append((f"{att} - random init", obj, metric, _vs_floor(cell, init_value)))
     return out
 
 
@@ -265,6 +291,17 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _seeds(results: list[dict]) -> str:
+    """The grid's seeds, or each objective's where they differ (e.g. five of one, one of others)."""
+    by_objective = defaultdict(set)
+    for r in results:
+        if not r["floor"]:
+            by_objective[r["objective"]].add(r["seed"])
+    if len({frozenset(s) for s in by_objective.values()}) <= 1:
+        return str(sorted(set().union(*by_objective.values())))
+    return "; ".join(f"{obj} {sorted(seeds)}" for obj, seeds in sorted(by_objective.items()))
+
+
 def write_report(output_dir: str | Path) -> Path:
     """report.md, report.csv and the PNGs in ``output_dir``; returns the Markdown path."""
     output_dir = Path(output_dir)
@@ -276,10 +313,9 @@ def write_report(output_dir: str | Path) -> Path:
     plots = _plots(results, output_dir) if results else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    seeds = sorted({r["seed"] for r in results if not r["floor"]})
     lines += [
         "",
-        f"Seeds: {seeds}. {', '.join(COMPARED)}: mean ± std [95% t-interval of the mean over seeds]; "
+        f"Seeds: {_seeds(results)}. {', '.join(COMPARED)}: mean ± std [95% t-interval of the mean over seeds]; "
         f"other columns mean ± std. kNN at k=20, few-shot MSN's mean over splits, ECE of the linear probe. "
         f"TensorBoard: `tensorboard --logdir {output_dir / 'runs'}`.",
         "",
@@ -297,7 +333,8 @@ def write_report(output_dir: str | Path) -> Path:
         lines += [
             "",
             "Differences are paired by seed; **real** where the 95% interval excludes 0, noise where "
-            "it contains 0; one seed gives no interval.",
+            "it contains 0; one seed gives no interval. Minus random init: against the same backbone "
+            "untrained (one network, seed 0).",
             "",
         ]
     lines += [f"![{p.stem}]({p.name})" for p in plots]

@@ -27,9 +27,11 @@ def test_paired_difference_uses_common_seeds_only():
     assert (iv.mean, iv.std, iv.n) == (2.0, 0.0, 3) and iv.excludes_zero
 
 
-def _result(tmp_path, name, objective, attention, seed, linear, knn, floor=None):
+def _result(tmp_path, name, objective, attention, seed, linear, knn, floor=None, model=None):
     d = tmp_path / "runs" / name
     d.mkdir(parents=True)
+    if model:  # a pretrained run's resolved config, as pretrain writes it
+        d.joinpath("config.yaml").write_text(f"model:\n  name: {model}\n")
     key = floor or "pretrained"
     evals = {key: {"linear": {"top1": linear}, "knn": {"k=20": {"top1": knn}}}}
     d.joinpath("result.json").write_text(
@@ -94,6 +96,25 @@ def test_each_backbones_random_init_floor_keeps_its_own_row(tmp_path):
     assert "| random init: random-init-p7-sigmoid | sigmoid | 1 | 70.00 (n=1) | 23.00 (n=1) |" in text
     assert "| random init: random-init-p4-sigmoid | sigmoid | 1 | 55.00 (n=1) | 52.00 (n=1) |" in text
     assert "| random init | sigmoid |" not in text
+
+
+def test_each_cell_is_compared_with_its_own_backbone_at_random_init(tmp_path):
+    # simclr on /7 (floor 70) over seeds 0-2, mae on /4 (floor 55) over seed 0 only: the minus-random-init
+    # rows pair each cell with its backbone's floor (found from config.yaml and the floor's run name)
+    for seed, linear in enumerate([84.0, 85.0, 86.0]):
+        _result(tmp_path, f"simclr-sigmoid-seed{seed}", "simclr", "sigmoid", seed, linear, 83.0, model="p7")
+    _result(tmp_path, "mae-sigmoid-seed0", "mae", "sigmoid", 0, 82.0, 78.0, model="p4")
+    _result(tmp_path, "random-init-p7-sigmoid", "simclr", "sigmoid", 0, 70.0, 23.0, floor="random init")
+    _result(tmp_path, "random-init-p4-sigmoid", "mae", "sigmoid", 0, 55.0, 52.0, floor="random init")
+    text = write_report(tmp_path).read_text()
+    low, high = 15 - T_975_2 / math.sqrt(3), 15 + T_975_2 / math.sqrt(3)  # 84, 85, 86 - 70 = 14, 15, 16
+    assert (
+        f"| sigmoid - random init | simclr | linear top-1 | +15.00 | [{low:+.2f}, {high:+.2f}] | 3 | **real** |" in text
+    )
+    assert "| sigmoid - random init | simclr | kNN top-1 | +60.00 | [+60.00, +60.00] | 3 | **real** |" in text
+    assert "| sigmoid - random init | mae | linear top-1 | +27.00 | n/a (one seed) | 1 | unknown |" in text
+    assert "| sigmoid - random init | mae | kNN top-1 | +26.00 | n/a (one seed) | 1 | unknown |" in text
+    assert "Seeds: mae [0]; simclr [0, 1, 2]." in text  # each objective's own seeds
 
 
 def test_plot_names_each_floor_line_as_its_table_row(tmp_path):
