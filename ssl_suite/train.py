@@ -36,21 +36,38 @@ from .sync_bn import globalise_batchnorm
 
 class RunStats(pl.Callback):
     """``output_dir/train_stats.json``: training seconds (summed over resumed sessions), samples
-    seen, throughput and peak memory (GPU allocator peak, else the process's peak RSS)."""
+    seen, throughput and peak memory (GPU allocator peak, else the process's peak RSS).
+
+    The seconds so far travel in every checkpoint (the callback's state), so a session killed
+    before it could write the file still counts up to its last checkpoint when resumed; the
+    steps after that checkpoint are lost and redone, so is their time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.start: float | None = None
+        self.before = 0.0
+        self.resumed: float | None = None  # seconds carried by the checkpoint resumed from
+
+    def state_dict(self) -> dict[str, float]:
+        running = time.perf_counter() - self.start if self.start is not None else 0.0
+        return {"train_seconds": self.before + running}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.resumed = float(state_dict.get("train_seconds", 0.0))
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.resumed is not None:
+            self.before = self.resumed
+        elif self.path.is_file():  # checkpoints from before the seconds were carried in them
+            self.before = json.loads(self.path.read_text()).get("train_seconds", 0.0)
         self.start = time.perf_counter()
-        self.before = json.loads(self.path.read_text()).get("train_seconds", 0.0) if self.path.is_file() else 0.0
         self.first_step = trainer.global_step
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         method = cast(SSLMethod, module)  # the suite's modules only
-        seconds = time.perf_counter() - self.start
+        seconds = time.perf_counter() - cast(float, self.start)
         samples = trainer.global_step * method.effective_batch_size()
         session = (trainer.global_step - self.first_step) * method.effective_batch_size()
         if torch.cuda.is_available() and module.device.type == "cuda":

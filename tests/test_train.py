@@ -1,6 +1,8 @@
 """Pretraining through the Lightning Trainer: one step on ImageNet-style data, exact resume."""
 
+import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,26 @@ def test_resume_continues_from_saved_step_with_saved_optimizer_state(fake_fashio
     torch.testing.assert_close(probe.weights, saved["state_dict"]["backbone.cls_token"])
     after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert after["global_step"] == 5
+
+
+def test_training_seconds_survive_a_session_killed_before_it_wrote_its_stats(fake_fashion_mnist, tmp_path):
+    # a first session of 3 steps whose checkpoint claims 1000 s of training, then killed before writing
+    # train_stats.json: the resumed session must add its own seconds to those 1000, not restart at 0
+    run = tmp_path / "run"
+    args = QUICK + [f"data.root={fake_fashion_mnist}", f"output_dir={run}", "data.batch_size=16"]
+    args += ["model.name=vit_nano_patch7_28_sigmoid", "model.attention=sigmoid"]
+    last = pretrain(load_config(None, args + ["trainer.max_steps=3"]), limit_val_batches=1)
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert 0 < checkpoint["callbacks"]["RunStats"]["train_seconds"] < 1000
+    checkpoint["callbacks"]["RunStats"]["train_seconds"] = 1000.0
+    torch.save(checkpoint, last)
+    (run / "train_stats.json").unlink()
+
+    started = time.perf_counter()
+    pretrain(load_config(None, args + ["trainer.max_steps=5"]), resume="last", limit_val_batches=1)
+    stats = json.loads((run / "train_stats.json").read_text())
+    assert 1000 < stats["train_seconds"] < 1000 + (time.perf_counter() - started)
+    assert stats["steps"] == 5
 
 
 class RecordSchedules(pl.Callback):
