@@ -8,16 +8,25 @@ sides alike. Prints a Markdown table. The timing code is ``flash_sigmoid.check``
                                                       # instructions), and CUDA (fp16, bf16) if present
     python scripts/bench_attention.py --quick --device cpu
     python scripts/bench_attention.py --device cuda --dtype bf16
+    python scripts/bench_attention.py --device cpu --floor  # + what the CPU path's parts cost
+
+``--floor`` adds two CPU rows per shape, each timed against SDPA in its own interleaved run:
+"cpu, matmuls only" is the CPU path with its elementwise passes (bias + sigmoid, dS) made no-ops,
+so only its matrix products and blocking remain: no implementation that makes the same products
+can be faster, however well it fuses the rest. "cpu, P kept" keeps P for the backward at every
+length (the default keeps it at ViT lengths only): one product fewer, at O(n^2) memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from unittest import mock
 
 import flash_sigmoid
 import torch
-from flash_sigmoid.check import DTYPES, bench_shape
+from flash_sigmoid.check import DTYPES, bench_shape, methods
 
 # (batch, heads, n, d): ViT-S/16 at 224 px, then long sequences with fewer heads so the
 # materialised reference (several B*H*n^2 score tensors) fits in memory
@@ -34,6 +43,29 @@ CUDA_SHAPES = [
 ]
 
 
+def _noop(*_: object) -> None:
+    return None
+
+
+# variants of the CPU path for --floor: (row name, patches to flash_sigmoid.cpu while it is timed)
+FLOOR_VARIANTS = {
+    "cpu, matmuls only": {"_sigmoid_": _noop, "_dsigmoid_": _noop},
+    "cpu, P kept": {"keeps_scores": lambda nq, nk: True},
+}
+
+
+def floor_rows(shape: tuple[int, int, int, int], dtype: torch.dtype, reps: int) -> dict[str, dict[str, float]]:
+    """{variant: bench_shape's row for the patched CPU path, ratios to SDPA in the same run}."""
+    rows = {}
+    for name, patches in FLOOR_VARIANTS.items():
+        fns = {k: f for k, f in methods("cpu").items() if k in ("sdpa", "cpu")}
+        with contextlib.ExitStack() as stack:
+            for attr, fn in patches.items():
+                stack.enter_context(mock.patch.object(flash_sigmoid.cpu, attr, fn))
+            rows[name] = bench_shape(shape, dtype, "cpu", reps, fns)["cpu"]
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two shapes, 3 reps")
@@ -42,6 +74,7 @@ def main():
         "--dtype", default=None, help="comma list of fp32,fp16,bf16 (default fp32 on CPU, fp16,bf16 on CUDA)"
     )
     ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--floor", action="store_true", help="CPU: add matmuls-only and P-kept rows (see above)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     args = ap.parse_args()
     if args.threads:
@@ -70,6 +103,8 @@ def main():
         for dt in dtypes:
             for shape in shapes:
                 res = bench_shape(shape, DTYPES[dt], device, reps)
+                if args.floor and device == "cpu":
+                    res.update(floor_rows(shape, DTYPES[dt], reps))
                 sdpa_mem = max(res["sdpa"]["mem"], 1)
                 for name, r in res.items():
                     print(

@@ -1,7 +1,6 @@
 """scripts/tune_triton.py: the sweep runs end to end (Triton's interpreter, so without a GPU) and
 never picks a candidate whose outputs differ from the shipped tiles'."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,13 +10,6 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "tune_triton.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("tune_triton", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -30,8 +22,8 @@ def test_the_sweep_runs_in_the_interpreter():
     assert "WRONG" not in run.stdout and "skipped" not in run.stdout
 
 
-def test_a_candidate_with_other_outputs_is_reported_and_never_chosen(monkeypatch, capsys):
-    tune = _load()
+def test_a_candidate_with_other_outputs_is_reported_and_never_chosen(monkeypatch, capsys, load_script):
+    tune = load_script("tune_triton")
     out = torch.zeros(4)
 
     def fake_call(kernel, shape, dtype, device):
