@@ -43,7 +43,7 @@ CUDA_SHAPES = [
 ]
 
 
-def _noop(*_: object) -> None:
+def _noop(*_: object, **__: object) -> None:
     return None
 
 

@@ -7,10 +7,13 @@ backward reuses, skipping one of its five matrix products and a sigmoid pass, fo
 memory as the block's MLP activations (+20% at ViT-S/16; ``FLASH_SIGMOID_CPU_KEEP_P=0`` turns it off).
 Blocks hold about ``block_elements(nq, nk)`` scores and reuse one workspace per call: fresh
 multi-MiB tensors per block would each be page-faulted in again. The elementwise steps
-(bias + sigmoid, dS = dP * P * (1 - P)) run in place. ``FLASH_SIGMOID_COMPILE=1`` fuses them
-with torch.compile (eager if compiling fails). It is opt-in: it works here (gcc), but the first
-call pays ~10-20 s of compiling in every process for a gain measured at only 3-20% (ViT-S/16,
-2 cores, 4M-score blocks; with small blocks its per-call guards made it slower).
+(bias + sigmoid, dS = dP * P * (1 - P)) run in place, two passes each; torch.compile fuses each
+into one (``fuses``; eager if compiling fails). By default it does so for bf16 at long lengths
+only: there the passes, which convert every element, cost about as much as all the matrix
+products (forward+backward at n = 1024: 1.02-1.20x SDPA eager, 0.83-0.94x fused, 2 cores),
+while in fp32 fusing gains under 5% and at ViT lengths its per-call guards make it slower; the
+first fused call pays ~10-20 s of compiling per process. ``FLASH_SIGMOID_COMPILE=1`` fuses
+everywhere, ``=0`` nowhere.
 bf16 inputs stay bf16 where the CPU multiplies bf16 natively (AMX / AVX512-BF16, as oneDNN
 reports): the matmuls run in bf16 with fp32 accumulation inside each product, like the Triton
 kernels' (whose P and dS are rounded to bf16 before their products too), and dK/dV gather
@@ -103,29 +106,42 @@ def _dsigmoid_fused(dp: Tensor, p: Tensor) -> None:
     dp.copy_(dp * p * (1.0 - p))
 
 
+COMPILE = os.environ.get("FLASH_SIGMOID_COMPILE", "auto")
+
+
+def fuses(dtype: torch.dtype, nq: int, nk: int) -> bool:
+    """Whether blocks computing in ``dtype`` fuse their elementwise steps (see above)."""
+    if COMPILE in ("0", "1"):
+        return COMPILE == "1"
+    return dtype == torch.bfloat16 and not _short(nq, nk)
+
+
 class _Compiled:
-    """torch.compile ``fused`` on first use; on any failure use ``eager`` from then on."""
+    """``eager``, or with ``fuse`` ``fused`` under torch.compile (compiled on first use; on any
+    failure ``eager`` from then on)."""
 
     def __init__(self, fused: Callable[..., None], eager: Callable[..., None]) -> None:
-        self.fused, self.fn, self.tried = fused, eager, False
+        self.fused, self.eager = fused, eager
+        self.compiled: Callable[..., None] | None = None  # None: not tried yet
 
-    def __call__(self, *args: Any) -> None:
-        if not self.tried:
-            self.tried = True
-            if os.environ.get("FLASH_SIGMOID_COMPILE", "0") == "1":
-                try:
-                    compiled = torch.compile(self.fused, dynamic=True, fullgraph=True)
-                    compiled(*args)
-                    self.fn = compiled
-                    return None
-                except Exception as err:  # no C compiler, unsupported platform, ...
-                    warnings.warn(
-                        f"flash_sigmoid.cpu: torch.compile failed "
-                        f"({type(err).__name__}: {err}); using eager elementwise ops",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-        return self.fn(*args)
+    def __call__(self, *args: Any, fuse: bool) -> None:
+        if not fuse:
+            return self.eager(*args)
+        if self.compiled is None:
+            try:
+                compiled = torch.compile(self.fused, dynamic=True, fullgraph=True)
+                compiled(*args)
+                self.compiled = compiled
+                return None
+            except Exception as err:  # no C compiler, unsupported platform, ...
+                self.compiled = self.eager
+                warnings.warn(
+                    f"flash_sigmoid.cpu: torch.compile failed "
+                    f"({type(err).__name__}: {err}); using eager elementwise ops",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self.compiled(*args)
 
 
 _sigmoid_ = _Compiled(_sigmoid_fused, _sigmoid_eager)
@@ -167,11 +183,12 @@ def forward(
     out = q3.new_empty(q3.shape[0], nq, v3.shape[-1])
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     ws = q3.new_empty(0 if scores is not None else _scores_size(blocks, nk))
+    fuse = fuses(q3.dtype, nq, nk)
     with torch.no_grad():
         for hs, rs in blocks:
             s = scores[hs, rs] if scores is not None else _scores(ws, hs, rs, nk)
             torch.baddbmm(s, q3[hs, rs], k3[hs].transpose(1, 2), beta=0, alpha=scale, out=s)
-            _sigmoid_(s, bias)
+            _sigmoid_(s, bias, fuse=fuse)
             torch.bmm(s, v3[hs], out=out[hs, rs])
     return out.view(*q.shape[:-1], v.shape[-1]).to(q.dtype)
 
@@ -196,6 +213,7 @@ def backward(
     dk, dv = torch.empty_like(k3, dtype=acc), torch.empty_like(v3, dtype=acc)
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     size = _scores_size(blocks, nk)
+    fuse = fuses(q3.dtype, nq, nk)
     ws_p, ws_dp = q3.new_empty(0 if scores is not None else size), q3.new_empty(size)
     part = None if acc == q3.dtype else q3.new_empty(_heads_per_block(blocks) * nk * max(q3.shape[-1], v3.shape[-1]))
     with torch.no_grad():
@@ -208,10 +226,10 @@ def backward(
             else:
                 p = _scores(ws_p, hs, rs, nk)
                 torch.baddbmm(p, q_b, k_b.transpose(1, 2), beta=0, alpha=scale, out=p)
-                _sigmoid_(p, bias)
+                _sigmoid_(p, bias, fuse=fuse)
             _gather(dv[hs], p.transpose(1, 2), do_b, 1.0, first, part)  # dV = P^T dO, before p is reused
             torch.bmm(do_b, v3[hs].transpose(1, 2), out=dp)
-            _dsigmoid_(dp, p)  # dp <- dS = dP * P * (1 - P)
+            _dsigmoid_(dp, p, fuse=fuse)  # dp <- dS = dP * P * (1 - P)
             torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
             _gather(dk[hs], dp.transpose(1, 2), q_b, scale, first, part)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype))
