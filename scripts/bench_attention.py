@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Iterator
 from unittest import mock
 
 import flash_sigmoid
@@ -54,14 +55,21 @@ FLOOR_VARIANTS = {
 }
 
 
+@contextlib.contextmanager
+def floor_variant(name: str) -> Iterator[None]:
+    """The CPU path patched as ``FLOOR_VARIANTS[name]`` says, inside the ``with`` block."""
+    with contextlib.ExitStack() as stack:
+        for attr, fn in FLOOR_VARIANTS[name].items():
+            stack.enter_context(mock.patch.object(flash_sigmoid.cpu, attr, fn))
+        yield
+
+
 def floor_rows(shape: tuple[int, int, int, int], dtype: torch.dtype, reps: int) -> dict[str, dict[str, float]]:
     """{variant: bench_shape's row for the patched CPU path, ratios to SDPA in the same run}."""
     rows = {}
-    for name, patches in FLOOR_VARIANTS.items():
+    for name in FLOOR_VARIANTS:
         fns = {k: f for k, f in methods("cpu").items() if k in ("sdpa", "cpu")}
-        with contextlib.ExitStack() as stack:
-            for attr, fn in patches.items():
-                stack.enter_context(mock.patch.object(flash_sigmoid.cpu, attr, fn))
+        with floor_variant(name):
             rows[name] = bench_shape(shape, dtype, "cpu", reps, fns)["cpu"]
     return rows
 

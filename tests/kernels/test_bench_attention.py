@@ -1,17 +1,14 @@
 """scripts/bench_attention.py --floor: its CPU variants compute what their rows claim."""
 
-import contextlib
 from unittest import mock
 
 import flash_sigmoid
 import torch
 
 
-def _run(patches, q, k, v):
+def _run(variant, q, k, v):
     """out and grads of the CPU path under one --floor variant's patches."""
-    with contextlib.ExitStack() as stack:
-        for attr, fn in patches.items():
-            stack.enter_context(mock.patch.object(flash_sigmoid.cpu, attr, fn))
+    with variant:
         out = flash_sigmoid.sigmoid_attention(q, k, v, backend="cpu")
         out.backward(torch.ones_like(out))
     grads = [t.grad.clone() for t in (q, k, v)]
@@ -28,7 +25,7 @@ def _inputs(n):
 def test_matmuls_only_is_the_bilinear_map_without_bias_or_sigmoid(load_script):
     # oracle: autograd through the same products with nothing between them
     q, k, v = _inputs(40)
-    out, grads = _run(load_script("bench_attention").FLOOR_VARIANTS["cpu, matmuls only"], q, k, v)
+    out, grads = _run(load_script("bench_attention").floor_variant("cpu, matmuls only"), q, k, v)
     ref = (q @ k.transpose(-1, -2) * 16**-0.5) @ v
     ref.backward(torch.ones_like(ref))
     torch.testing.assert_close(out, ref.detach())
@@ -45,7 +42,7 @@ def test_p_kept_at_a_long_length_keeps_it_and_still_computes_sigmoid_attention(l
     for t in (q, k, v):
         t.grad = None
     with mock.patch.object(flash_sigmoid.cpu, "backward", wraps=flash_sigmoid.cpu.backward) as backward:
-        out, grads = _run(load_script("bench_attention").FLOOR_VARIANTS["cpu, P kept"], q, k, v)
+        out, grads = _run(load_script("bench_attention").floor_variant("cpu, P kept"), q, k, v)
     assert backward.call_args.kwargs["scores"] is not None  # P came from the forward
     torch.testing.assert_close(out, ref.detach())
     for got, want in zip(grads, ref_grads):
