@@ -10,7 +10,7 @@ multi-MiB tensors per block would each be page-faulted in again. The elementwise
 (bias + sigmoid, dS = dP * P * (1 - P)) run in place, two passes each; torch.compile fuses each
 into one (``fuses``; eager if compiling fails). By default it does so for bf16 at long lengths
 only: there the passes, which convert every element, cost about as much as all the matrix
-products (forward+backward at n = 1024: 1.02-1.20x SDPA eager, 0.83-0.94x fused, 2 cores),
+products (forward+backward at n = 1024: 1.02-1.20x SDPA eager, 0.83-0.95x fused, 2 cores),
 while in fp32 fusing gains under 5% and at ViT lengths its per-call guards make it slower; the
 first fused call pays ~10-20 s of compiling per process. ``FLASH_SIGMOID_COMPILE=1`` fuses
 everywhere, ``=0`` nowhere.
