@@ -67,8 +67,8 @@ def floor_variant(name: str) -> Iterator[None]:
 def floor_rows(shape: tuple[int, int, int, int], dtype: torch.dtype, reps: int) -> dict[str, dict[str, float]]:
     """{variant: bench_shape's row for the patched CPU path, ratios to SDPA in the same run}."""
     rows = {}
+    fns = {k: f for k, f in methods("cpu").items() if k in ("sdpa", "cpu")}
     for name in FLOOR_VARIANTS:
-        fns = {k: f for k, f in methods("cpu").items() if k in ("sdpa", "cpu")}
         with floor_variant(name):
             rows[name] = bench_shape(shape, dtype, "cpu", reps, fns)["cpu"]
     return rows
