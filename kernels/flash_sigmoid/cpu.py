@@ -23,13 +23,14 @@ across row blocks in fp32. Elsewhere, and for fp16, inputs are upcast to fp32 on
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from . import env
 
 # Scores per block. Each block costs ~8 parallel regions; on an oversubscribed CPU (other
 # processes, DDP ranks with several threads each) every region waits for a time slice, so blocks
@@ -38,13 +39,13 @@ from torch import Tensor
 # matmul and the sigmoid. Measured on 2 idle cores (forward+backward / SDPA): ViT-S/16 shape
 # 32x6x197x64 0.91 -> 0.75; at n = 1024 small blocks lose (1.27 -> 1.41), hence the split.
 # FLASH_SIGMOID_CPU_BLOCK fixes one size for every shape.
-_FIXED_BLOCK = os.environ.get("FLASH_SIGMOID_CPU_BLOCK")
-CHUNK_ELEMENTS = int(_FIXED_BLOCK or 1 << 22)
+_FIXED_BLOCK = env.positive_int("FLASH_SIGMOID_CPU_BLOCK")
+CHUNK_ELEMENTS = _FIXED_BLOCK or 1 << 22
 SHORT_BLOCK_ELEMENTS = 1 << 18
 
 
 def _native_bf16() -> bool:
-    if os.environ.get("FLASH_SIGMOID_CPU_BF16", "1") == "0":
+    if env.choice("FLASH_SIGMOID_CPU_BF16", "1") == "0":
         return False
     try:  # oneDNN's own test for bf16 instructions (private, hence the fallback)
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -62,7 +63,7 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32
 
 
-KEEP_SCORES = os.environ.get("FLASH_SIGMOID_CPU_KEEP_P", "1") != "0"
+KEEP_SCORES = env.choice("FLASH_SIGMOID_CPU_KEEP_P", "1") == "1"
 
 
 def _short(nq: int, nk: int) -> bool:
@@ -106,7 +107,7 @@ def _dsigmoid_fused(dp: Tensor, p: Tensor) -> None:
     dp.copy_(dp * p * (1.0 - p))
 
 
-COMPILE = os.environ.get("FLASH_SIGMOID_COMPILE", "auto")
+COMPILE = env.choice("FLASH_SIGMOID_COMPILE", "auto", ("0", "1", "auto"))
 
 
 def fuses(dtype: torch.dtype, nq: int, nk: int) -> bool:

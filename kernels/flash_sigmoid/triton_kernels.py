@@ -23,6 +23,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import env
+
 LOG2E = 1.4426950408889634
 
 
@@ -201,7 +203,7 @@ def tanh_sigmoid(dtype: torch.dtype) -> bool:
     P's absolute error, which in the worst case fits the check's bf16 rule but not fp16's
     (tests/kernels/test_tanh_sigmoid.py). The interpreter cannot run inline PTX.
     """
-    return os.environ.get("FLASH_SIGMOID_TANH") == "1" and dtype == torch.bfloat16 and not interpreted()
+    return env.choice("FLASH_SIGMOID_TANH", "0") == "1" and dtype == torch.bfloat16 and not interpreted()
 
 
 def score_constants(scale: float, bias: float, tanh: bool) -> tuple[float, float]:
