@@ -177,4 +177,9 @@ def sigmoid_attention(
     bias, scale = resolve(q, k, bias, scale)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     keep = backend == "cpu" and needs_grad and cpu.keeps_scores(q.shape[-2], k.shape[-2])
+    if backend == "cpu" and needs_grad:
+        # The blocks work on (B*H, n, d) views, which strided inputs (timm's q, k, v are views of
+        # one qkv tensor) get by copying; copying here, once, makes the tensors saved for the
+        # backward the contiguous ones, so the backward does not copy them again.
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     return _attn_fwd(q, k, v, scale, bias, backend, keep)[0]
