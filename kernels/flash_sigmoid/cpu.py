@@ -6,14 +6,11 @@ At ViT lengths (n <= 256, ``keeps_scores``) a training call instead writes P int
 backward reuses, skipping one of its five matrix products and a sigmoid pass, for about as much
 memory as the block's MLP activations (+20% at ViT-S/16; ``FLASH_SIGMOID_CPU_KEEP_P=0`` turns it off).
 Blocks hold about ``block_elements(nq, nk)`` scores and reuse one workspace per call: fresh
-multi-MiB tensors per block would each be page-faulted in again. The elementwise steps
-(bias + sigmoid, dS = dP * P * (1 - P)) run in place, two passes each; torch.compile fuses each
-into one (``fuses``; eager if compiling fails). By default it does so for bf16 at long lengths
-only: there the passes, which convert every element, cost about as much as all the matrix
-products (forward+backward at n = 1024: 1.02-1.20x SDPA eager, 0.83-0.95x fused, 2 cores),
-while in fp32 fusing gains under 5% and at ViT lengths its per-call guards make it slower; the
-first fused call pays ~10-20 s of compiling per process. ``FLASH_SIGMOID_COMPILE=1`` fuses
-everywhere, ``=0`` nowhere.
+multi-MiB tensors per block would each be page-faulted in again. The elementwise steps run in
+place, one pass each where ATen has the op: sigmoid_ for P (in bf16 the bias rides in the product's
+accumulator; in fp32 it is one add_ before), and ATen's sigmoid backward for dS = dP * P * (1 - P).
+These eager passes are as fast as torch.compile's fusions of the same steps (forward+backward in
+bf16 at n = 1024: 0.84-0.90x SDPA, as the fused path's 0.83-0.95x), with no compiling.
 bf16 inputs stay bf16 where the CPU multiplies bf16 natively (AMX / AVX512-BF16, as oneDNN
 reports): the matmuls run in bf16 with fp32 accumulation inside each product, like the Triton
 kernels' (whose P and dS are rounded to bf16 before their products too), and dK/dV gather
@@ -22,10 +19,6 @@ across row blocks in fp32. Elsewhere, and for fp16, inputs are upcast to fp32 on
 """
 
 from __future__ import annotations
-
-import warnings
-from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -88,65 +81,22 @@ def block_elements(nq: int, nk: int) -> int:
     return CHUNK_ELEMENTS
 
 
-def _sigmoid_eager(s: Tensor, bias: float) -> None:
-    s.add_(bias).sigmoid_()
+def _probabilities(p: Tensor, q: Tensor, k: Tensor, scale: float, bias: float) -> None:
+    """p <- sigmoid(q k^T * scale + bias) for one block."""
+    if p.dtype == torch.bfloat16:
+        # the bias joins the product's fp32 accumulator (beta = 1 on a broadcast bias): rounded once,
+        # and no bf16 pass of its own (each converts every score twice; the add took as long as the sigmoid)
+        torch.baddbmm(p.new_full((1, 1, 1), bias).expand_as(p), q, k.transpose(1, 2), alpha=scale, out=p)
+    else:  # in fp32 a separate add is the faster of the two (a beta = 1 product rereads p)
+        torch.baddbmm(p, q, k.transpose(1, 2), beta=0, alpha=scale, out=p)
+        p.add_(bias)
+    p.sigmoid_()
 
 
-def _dsigmoid_eager(dp: Tensor, p: Tensor) -> None:
-    # dp <- dP * P - (dP * P) * P = dP * P * (1 - P), p unchanged (a saved P is read again by a
-    # retained graph); two in-place passes, as many as forming P (1 - P) in p first would take
-    dp.mul_(p)
-    dp.addcmul_(dp, p, value=-1.0)
-
-
-def _sigmoid_fused(s: Tensor, bias: float) -> None:
-    s.copy_(torch.sigmoid(s + bias))
-
-
-def _dsigmoid_fused(dp: Tensor, p: Tensor) -> None:
-    dp.copy_(dp * p * (1.0 - p))
-
-
-COMPILE = env.choice("FLASH_SIGMOID_COMPILE", "auto", ("0", "1", "auto"))
-
-
-def fuses(dtype: torch.dtype, nq: int, nk: int) -> bool:
-    """Whether blocks computing in ``dtype`` fuse their elementwise steps (see above)."""
-    if COMPILE in ("0", "1"):
-        return COMPILE == "1"
-    return dtype == torch.bfloat16 and not _short(nq, nk)
-
-
-class _Compiled:
-    """``eager``, or with ``fuse`` ``fused`` under torch.compile (compiled on first use; on any
-    failure ``eager`` from then on)."""
-
-    def __init__(self, fused: Callable[..., None], eager: Callable[..., None]) -> None:
-        self.fused, self.eager = fused, eager
-        self.compiled: Callable[..., None] | None = None  # None: not tried yet
-
-    def __call__(self, *args: Any, fuse: bool) -> None:
-        if not fuse:
-            return self.eager(*args)
-        if self.compiled is None:
-            try:
-                compiled = torch.compile(self.fused, dynamic=True, fullgraph=True)
-                compiled(*args)
-                self.compiled = compiled
-                return None
-            except Exception as err:  # no C compiler, unsupported platform, ...
-                self.compiled = self.eager
-                warnings.warn(
-                    f"flash_sigmoid.cpu: torch.compile failed "
-                    f"({type(err).__name__}: {err}); using eager elementwise ops",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        return self.compiled(*args)
-
-
-_sigmoid_ = _Compiled(_sigmoid_fused, _sigmoid_eager)
-_dsigmoid_ = _Compiled(_dsigmoid_fused, _dsigmoid_eager)
+def _dsigmoid(dp: Tensor, p: Tensor) -> None:
+    # dp <- dS = dP * P * (1 - P) in one pass (ATen's sigmoid backward is this product), p unchanged:
+    # a saved P is read again by a retained graph
+    torch.ops.aten.sigmoid_backward.grad_input(dp, p, grad_input=dp)
 
 
 def _blocks(bh: int, nq: int, nk: int, budget: int) -> list[tuple[slice, slice]]:
@@ -184,12 +134,10 @@ def forward(
     out = q3.new_empty(q3.shape[0], nq, v3.shape[-1])
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     ws = q3.new_empty(0 if scores is not None else _scores_size(blocks, nk))
-    fuse = fuses(q3.dtype, nq, nk)
     with torch.no_grad():
         for hs, rs in blocks:
             s = scores[hs, rs] if scores is not None else _scores(ws, hs, rs, nk)
-            torch.baddbmm(s, q3[hs, rs], k3[hs].transpose(1, 2), beta=0, alpha=scale, out=s)
-            _sigmoid_(s, bias, fuse=fuse)
+            _probabilities(s, q3[hs, rs], k3[hs], scale, bias)
             torch.bmm(s, v3[hs], out=out[hs, rs])
     return out.view(*q.shape[:-1], v.shape[-1]).to(q.dtype)
 
@@ -214,7 +162,6 @@ def backward(
     dk, dv = torch.empty_like(k3, dtype=acc), torch.empty_like(v3, dtype=acc)
     blocks = _blocks(q3.shape[0], nq, nk, budget or block_elements(nq, nk))
     size = _scores_size(blocks, nk)
-    fuse = fuses(q3.dtype, nq, nk)
     ws_p, ws_dp = q3.new_empty(0 if scores is not None else size), q3.new_empty(size)
     part = None if acc == q3.dtype else q3.new_empty(_heads_per_block(blocks) * nk * max(q3.shape[-1], v3.shape[-1]))
     with torch.no_grad():
@@ -226,11 +173,10 @@ def backward(
                 p = scores[hs, rs]
             else:
                 p = _scores(ws_p, hs, rs, nk)
-                torch.baddbmm(p, q_b, k_b.transpose(1, 2), beta=0, alpha=scale, out=p)
-                _sigmoid_(p, bias, fuse=fuse)
+                _probabilities(p, q_b, k_b, scale, bias)
             _gather(dv[hs], p.transpose(1, 2), do_b, 1.0, first, part)  # dV = P^T dO, before p is reused
             torch.bmm(do_b, v3[hs].transpose(1, 2), out=dp)
-            _dsigmoid_(dp, p, fuse=fuse)  # dp <- dS = dP * P * (1 - P)
+            _dsigmoid(dp, p)
             torch.baddbmm(dq[hs, rs], dp, k_b, beta=0, alpha=scale, out=dq[hs, rs])
             _gather(dk[hs], dp.transpose(1, 2), q_b, scale, first, part)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype))

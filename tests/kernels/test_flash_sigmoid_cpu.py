@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import warnings
 
 import flash_sigmoid
 import pytest
@@ -210,54 +209,3 @@ def test_bad_backend():
     if not tk.interpreted():  # CPU tensors can reach the kernels only through the interpreter
         with pytest.raises(ValueError, match="TRITON_INTERPRET"):
             flash_sigmoid.sigmoid_attention(q, q, q, backend="triton")
-
-
-def test_elementwise_fusion_policy(monkeypatch):
-    """By default only bf16 at long lengths fuses (where the elementwise passes cost as much as
-    the matrix products); FLASH_SIGMOID_COMPILE=1 / 0 forces it everywhere / nowhere."""
-    assert cpu.fuses(torch.bfloat16, 1024, 1024) and cpu.fuses(torch.bfloat16, 300, 300)
-    assert not cpu.fuses(torch.bfloat16, 197, 197) and not cpu.fuses(torch.float32, 1024, 1024)
-    monkeypatch.setattr(cpu, "COMPILE", "1")
-    assert cpu.fuses(torch.float32, 197, 197)
-    monkeypatch.setattr(cpu, "COMPILE", "0")
-    assert not cpu.fuses(torch.bfloat16, 1024, 1024)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "dtype,mode", [(torch.bfloat16, "auto"), (torch.float32, "1")], ids=["bf16-auto", "fp32-forced"]
-)
-def test_fused_elementwise_matches_reference(monkeypatch, dtype, mode):
-    """The torch.compile'd passes (compiled here, not fallen back to eager) give the reference's
-    values and gradients, to twice its own error against float64."""
-    monkeypatch.setattr(cpu, "COMPILE", mode)
-    monkeypatch.setattr(cpu, "NATIVE_BF16", True)
-    assert cpu.fuses(cpu.compute_dtype(dtype), 300, 300)
-    _assert_like_reference(*_inputs(300, 300, 32, 32, dtype))
-    for fn in (cpu._sigmoid_, cpu._dsigmoid_):
-        assert fn.compiled is not None and fn.compiled is not fn.eager
-
-
-def test_a_failed_compile_warns_once_and_stays_eager(monkeypatch):
-    """No C compiler (or any compile error): one RuntimeWarning, the right values, no retry."""
-    tries = []
-
-    def broken(*args, **kwargs):
-        tries.append(1)
-        raise RuntimeError("no C compiler")
-
-    monkeypatch.setattr(torch, "compile", broken)
-    fn = cpu._Compiled(cpu._sigmoid_fused, cpu._sigmoid_eager)
-    for call in range(2):
-        s = torch.randn(3, 4)
-        want = torch.sigmoid(s - 1.5)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fn(s, -1.5, fuse=True)
-        assert [str(w.message) for w in caught if "no C compiler" in str(w.message)] == (
-            ["flash_sigmoid.cpu: torch.compile failed (RuntimeError: no C compiler); using eager elementwise ops"]
-            if call == 0
-            else []
-        )
-        torch.testing.assert_close(s, want)
-    assert tries == [1]
