@@ -176,8 +176,9 @@ def sigmoid_attention(
         return reference.sigmoid_attention(q, k, v, bias=bias, scale=scale)
     bias, scale = resolve(q, k, bias, scale)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    keep = backend == "cpu" and needs_grad and cpu.keeps_scores(q.shape[-2], k.shape[-2])
+    keep = False
     if backend == "cpu" and needs_grad:
+        keep = cpu.keeps_scores(q.shape[-2], k.shape[-2])
         # The blocks work on (B*H, n, d) views, which strided inputs (timm's q, k, v are views of
         # one qkv tensor) get by copying; copying here, once, makes the tensors saved for the
         # backward the contiguous ones, so the backward does not copy them again.
